@@ -1,0 +1,31 @@
+# Two commands that work on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test bench clean
+
+$(STAMP): setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# The CPU build of torch lies on this machine's disk; installing it first keeps
+	# transformers/peft from pulling a CUDA build of several GB.
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[bench]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+demo: $(STAMP)
+	$(PY) -m prefix_jax.main --config=configs/demo.py --workdir=$${WORKDIR:-runs/demo}
+
+bench: $(STAMP)
+	$(PY) -m experiments.bench
+
+clean:
+	rm -rf $(VENV)

