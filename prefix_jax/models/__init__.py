@@ -1,0 +1,27 @@
+"""Frozen backbones. `build_model(cfg)` returns the Flax module for an architecture."""
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from prefix_jax.models.config import ModelConfig
+from prefix_jax.models.decoder import DecoderLM, KVCache
+
+
+def build_model(cfg: ModelConfig, dtype=jnp.float32):
+  """The Linen module for `cfg.arch`; params are passed to `.apply`, never stored in it."""
+  if cfg.arch == "llama":
+    from prefix_jax.models.llama import Llama
+    return Llama(cfg, dtype)
+  if cfg.arch == "gpt2":
+    from prefix_jax.models.gpt2 import GPT2
+    return GPT2(cfg, dtype)
+  if cfg.arch == "bert":
+    from prefix_jax.models.bert import Bert
+    return Bert(cfg, dtype)
+  if cfg.arch == "bart":
+    from prefix_jax.models.bart import Bart
+    return Bart(cfg, dtype)
+  raise ValueError(f"unknown architecture '{cfg.arch}' (known: llama, gpt2, bert, bart)")
+
+
+__all__ = ["ModelConfig", "DecoderLM", "KVCache", "build_model"]

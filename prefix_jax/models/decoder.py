@@ -1,0 +1,221 @@
+"""What every decoder-only backbone shares: positions, prefix placement, masks, the KV cache.
+
+An architecture subclasses `DecoderLM` and supplies its blocks and four small hooks
+(`embed_tokens`, `embed_vectors`, `final_norm_fn`, `unembed`). Each block provides
+`__call__(x, q_pos, mask, extra_kv, layer_cache, cache_index) -> (x, layer_cache)` and
+`prefix_kv(hidden, pos) -> (k, v)` (the layer's own norm + W_k/W_v (+ RoPE) applied to
+hidden-state prefix vectors: a hidden prefix enters attention exactly as its keys/values).
+"""
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from prefix_jax.models import attention
+from prefix_jax.models.config import ModelConfig
+from prefix_jax.prefixes.types import Prefix, PrefixShapeError
+
+Array = jax.Array
+
+
+@struct.dataclass
+class KVCache:
+  """Decoding cache: per-layer keys/values plus one position/valid row shared by all layers.
+
+  keys, values: tuples of L arrays [B, S, Hkv, D]; pos [B, S] int32; valid [B, S] bool;
+  index: int32 scalar, the next free slot.
+  """
+  keys: tuple
+  values: tuple
+  pos: Array
+  valid: Array
+  index: Array
+
+  @classmethod
+  def init(cls, cfg: ModelConfig, batch: int, size: int, dtype=jnp.float32) -> "KVCache":
+    if size > cfg.max_positions:
+      raise PrefixShapeError(f"cache size {size} exceeds the model's max_positions "
+                             f"{cfg.max_positions}")
+    shape = (batch, size, cfg.num_kv_heads, cfg.head_dim)
+    zeros = tuple(jnp.zeros(shape, dtype) for _ in range(cfg.num_layers))
+    return cls(keys=zeros, values=tuple(jnp.zeros(shape, dtype) for _ in range(cfg.num_layers)),
+               pos=jnp.zeros((batch, size), jnp.int32), valid=jnp.zeros((batch, size), bool),
+               index=jnp.zeros((), jnp.int32))
+
+  @property
+  def size(self) -> int:
+    return self.pos.shape[1]
+
+  def next_position(self) -> Array:
+    """[B] the logical position after the last valid slot (0 for an empty cache)."""
+    return jnp.max(jnp.where(self.valid, self.pos + 1, 0), axis=-1)
+
+
+def token_layout(mask: Array, prefix_valid: Array | None, prefix_at: Array | None,
+                 start: Array | None = None):
+  """Logical positions of tokens [B, T] and prefix slots [B, Lp].
+
+  Tokens count only valid (non-padding) tokens. The prefix sits before token index
+  `prefix_at[b]` (0: a true prefix; the source length: an infix); tokens at or after it are
+  shifted by the number of real prefix slots. `start` [B] offsets everything (cache continuation).
+  """
+  b, t = mask.shape
+  maski = mask.astype(jnp.int32)
+  base = jnp.cumsum(maski, axis=-1) - 1
+  if start is not None:
+    base = base + start[:, None]
+  if prefix_valid is None:
+    return base, None
+  at = jnp.zeros((b,), jnp.int32) if prefix_at is None else prefix_at.astype(jnp.int32)
+  idx = jnp.arange(t)[None, :]
+  after = idx >= at[:, None]
+  shift = jnp.sum(prefix_valid.astype(jnp.int32), axis=-1)
+  token_pos = base + shift[:, None] * after
+  at_pos = jnp.sum(maski * (idx < at[:, None]), axis=-1)
+  if start is not None:
+    at_pos = at_pos + start
+  prefix_pos = at_pos[:, None] + jnp.arange(prefix_valid.shape[1])[None, :]
+  return token_pos, prefix_pos
+
+
+class DecoderLM(nn.Module):
+  """Base of decoder-only LMs: `apply(params, tokens, prefix=...) -> logits [B, T, V]`."""
+  cfg: ModelConfig
+  dtype: jnp.dtype = jnp.float32
+
+  # Hooks implemented by each architecture -----------------------------------------------------
+  def embed_tokens(self, tokens: Array, pos: Array) -> Array:  # [B, T] -> [B, T, H]
+    raise NotImplementedError
+
+  def embed_vectors(self, vectors: Array, pos: Array) -> Array:  # prompt [B, Lp, H]
+    raise NotImplementedError
+
+  def final_norm_fn(self, x: Array) -> Array:
+    raise NotImplementedError
+
+  def unembed(self, x: Array) -> Array:  # [B, T, H] -> [B, T, V]
+    raise NotImplementedError
+
+  # -------------------------------------------------------------------------------------------
+  def __call__(self, tokens: Array, *, prefix: Prefix | None = None, mask: Array | None = None,
+               prefix_at: Array | None = None, cache: KVCache | None = None,
+               return_hidden: bool = False):
+    """Runs the backbone.
+
+    Args:
+      tokens: [B, T] int token ids.
+      prefix: a `Prefix` (hidden / kv / prompt form, shared or per-example) or None.
+      mask: [B, T] bool, False on padding (left or right). Default: all True.
+      prefix_at: [B] int, token index before which the prefix sits (infix); default 0.
+      cache: a `KVCache` to write into and attend over (decoding); returned updated.
+      return_hidden: return the final-norm hidden states [B, T, H] instead of logits.
+    Returns:
+      logits [B, T, V] (or hidden [B, T, H]); with a cache, `(out, new_cache)`.
+    """
+    cfg = self.cfg
+    b, t = tokens.shape
+    mask = jnp.ones((b, t), bool) if mask is None else mask.astype(bool)
+    if mask.shape != (b, t):
+      raise PrefixShapeError(f"mask shape {mask.shape} != tokens shape {(b, t)}")
+    lp, pvalid, form = 0, None, None
+    if prefix is not None:
+      prefix.check(num_layers=cfg.num_layers, hidden_size=cfg.hidden_size,
+                   num_kv_heads=cfg.num_kv_heads, head_dim=cfg.head_dim, batch=b)
+      lp, form, pvalid = prefix.length, prefix.form, prefix.valid(b)
+    if cache is None and lp + t > cfg.max_positions:
+      raise PrefixShapeError(f"prefix length {lp} + sequence length {t} = {lp + t} exceeds the "
+                             f"model's max_positions {cfg.max_positions}")
+    if cache is not None and lp + t > cache.size:
+      raise PrefixShapeError(f"prefix length {lp} + sequence length {t} exceeds the cache "
+                             f"size {cache.size}")
+    if prefix_at is not None and form == "prompt" and cache is not None:
+      raise PrefixShapeError("an infix prompt cannot be decoded with a cache")
+
+    start = cache.next_position() if cache is not None else None
+    token_pos, prefix_pos = token_layout(mask, pvalid, prefix_at, start)
+    x = self.embed_tokens(tokens, token_pos)
+    q_pos, q_valid = token_pos, mask
+    extra_pos = extra_valid = None
+    if form == "prompt":
+      prompt = attention.broadcast_batch(prefix.prompt, b, 2)
+      x = jnp.concatenate([self.embed_vectors(prompt, prefix_pos).astype(x.dtype), x], axis=1)
+      q_pos = jnp.concatenate([prefix_pos, token_pos], axis=1)
+      q_valid = jnp.concatenate([pvalid, mask], axis=1)
+    elif form is not None:
+      extra_pos, extra_valid = prefix_pos, pvalid
+
+    key_pos, key_valid = q_pos, q_valid
+    if extra_pos is not None:
+      key_pos = jnp.concatenate([extra_pos, q_pos], axis=1)
+      key_valid = jnp.concatenate([extra_valid, q_valid], axis=1)
+    index = None
+    n_written = key_pos.shape[1]
+    if cache is not None:
+      index = cache.index
+      key_pos = jax.lax.dynamic_update_slice(cache.pos, key_pos.astype(jnp.int32), (0, index))
+      key_valid = jax.lax.dynamic_update_slice(cache.valid, key_valid, (0, index))
+    attn_mask = attention.causal_mask(q_pos, key_pos, key_valid)
+
+    # A shared hidden prefix in prefix position has the same positions for every example:
+    # project it once instead of per example.
+    shared_hidden = form == "hidden" and not prefix.batched and prefix_at is None and cache is None
+    new_keys, new_values = [], []
+    for l, block in enumerate(self.blocks):
+      extra_kv = None
+      if form == "kv":
+        extra_kv = prefix.layer(l)
+      elif form == "hidden":
+        hidden = prefix.layer(l)
+        if shared_hidden:
+          extra_kv = block.prefix_kv(hidden[None], prefix_pos[:1])
+          extra_kv = tuple(a[0] for a in extra_kv)
+        else:
+          extra_kv = block.prefix_kv(attention.broadcast_batch(hidden, b, 2), prefix_pos)
+      self.sow("intermediates", "layer_inputs", x)
+      layer_cache = None if cache is None else (cache.keys[l], cache.values[l])
+      x, layer_cache = block(x, q_pos, attn_mask, extra_kv, layer_cache, index)
+      if layer_cache is not None:
+        new_keys.append(layer_cache[0])
+        new_values.append(layer_cache[1])
+
+    x = self.final_norm_fn(x)
+    if form == "prompt":
+      x = x[:, lp:]
+    out = x if return_hidden else self.unembed(x)
+    if cache is None:
+      return out
+    new_cache = KVCache(keys=tuple(new_keys), values=tuple(new_values), pos=key_pos,
+                        valid=key_valid, index=cache.index + n_written)
+    return out, new_cache
+
+  def logits(self, hidden: Array) -> Array:
+    """Unembeds final hidden states [..., H] -> [..., V] (for logits only where needed)."""
+    return self.unembed(hidden)
+
+  def prefix_to_kv(self, prefix: Prefix) -> Prefix:
+    """Per-layer keys/values of a prefix (computed once per task and cached).
+
+    kv prefixes pass through; hidden prefixes go through each layer's norm and W_k/W_v (and
+    RoPE at positions 0..Lp-1, a true prefix). Prompts have no such form.
+    """
+    if prefix.form == "kv":
+      return prefix
+    if prefix.form != "hidden":
+      raise PrefixShapeError(f"a {prefix.form} prefix has no key/value form")
+    lp = prefix.length
+    hidden = prefix.hidden if prefix.batched else prefix.hidden[None]
+    b = hidden.shape[0]
+    valid = prefix.valid(b)
+    pos = jnp.cumsum(valid.astype(jnp.int32), -1) - 1
+    pos = jnp.where(valid, pos, jnp.arange(lp)[None])
+    keys, values = [], []
+    for l, block in enumerate(self.blocks):
+      k, v = block.prefix_kv(hidden[:, l], pos)
+      keys.append(k)
+      values.append(v)
+    keys, values = jnp.stack(keys, 1), jnp.stack(values, 1)
+    if not prefix.batched:
+      keys, values = keys[0], values[0]
+    return Prefix(keys=keys, values=values, mask=prefix.mask)
