@@ -1,0 +1,164 @@
+"""HF checkpoints: a local directory with `config.json` + safetensors (single or sharded).
+
+Each architecture keeps its name map in its own module (`hf_llama`, `hf_gpt2`, ...) and
+registers an `HFArch` here. A name map is a list of `(hf_name, our_path, transform)`;
+`transform` turns the HF array into ours (e.g. a transpose for torch Linear weights).
+No pickle is ever read.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from prefix_jax.models.config import ModelConfig
+
+
+class WeightsError(ValueError):
+  """A checkpoint that cannot be read or does not fit its config (message names the file)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class HFArch:
+  model_types: tuple[str, ...]
+  config_from_hf: Callable[[dict], ModelConfig]
+  param_map: Callable[[ModelConfig, set[str]], list[tuple[str, tuple[str, ...], Callable]]]
+
+
+ARCHS: dict[str, HFArch] = {}
+
+
+def register(name: str, arch: HFArch) -> None:
+  ARCHS[name] = arch
+
+
+def _arch_for(model_type: str, path: Path) -> HFArch:
+  _import_builtin_archs()
+  for arch in ARCHS.values():
+    if model_type in arch.model_types:
+      return arch
+  known = sorted(t for a in ARCHS.values() for t in a.model_types)
+  raise WeightsError(f"{path}: unknown architecture model_type='{model_type}' (known: {known})")
+
+
+def _import_builtin_archs():
+  # Imported lazily so each name map lives in its own module and registers itself.
+  import importlib
+  for mod in ("hf_llama", "hf_gpt2", "hf_bert", "hf_bart"):
+    try:
+      importlib.import_module(f"prefix_jax.weights.{mod}")
+    except ModuleNotFoundError as e:
+      if e.name != f"prefix_jax.weights.{mod}":
+        raise
+
+
+def read_safetensors(path: Path) -> dict[str, np.ndarray]:
+  """All tensors of a directory's safetensors files (single, or sharded with an index)."""
+  from safetensors.numpy import load_file
+  path = Path(path)
+  index = path / "model.safetensors.index.json"
+  if index.exists():
+    files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+  elif (path / "model.safetensors").exists():
+    files = ["model.safetensors"]
+  else:
+    pickles = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt")]
+    hint = (f" (found pickle files {pickles}: convert with "
+            "model.save_pretrained(dir, safe_serialization=True))") if pickles else ""
+    raise WeightsError(f"{path}: no model.safetensors or model.safetensors.index.json{hint}")
+  tensors = {}
+  for name in files:
+    f = path / name
+    try:
+      loaded = load_file(str(f))
+    except Exception as e:  # safetensors raises its own error types for truncated headers/data
+      raise WeightsError(f"{f}: cannot read safetensors file ({type(e).__name__}: {e})") from None
+    tensors.update({k: np.asarray(v, dtype=np.float32) if v.dtype != np.float32 else v
+                    for k, v in loaded.items()})
+  return tensors
+
+
+def params_from_tensors(arch: HFArch, cfg: ModelConfig, tensors: dict[str, np.ndarray],
+                        source: Path) -> dict:
+  """Maps HF tensors into our nested param dict, checking every shape against `cfg`."""
+  params: dict = {}
+  for hf_name, path, transform in arch.param_map(cfg, set(tensors)):
+    if hf_name not in tensors:
+      raise WeightsError(f"{source}: tensor '{hf_name}' missing (config says "
+                         f"num_layers={cfg.num_layers}, hidden_size={cfg.hidden_size})")
+    value = np.asarray(transform(tensors[hf_name]), np.float32)
+    node = params
+    for key in path[:-1]:
+      node = node.setdefault(key, {})
+    node[path[-1]] = value
+  return params
+
+
+def check_shapes(params: dict, expected: dict, source) -> None:
+  """Raises WeightsError naming the first tensor whose shape differs from `expected`."""
+  import jax
+  flat_p = dict(jax.tree_util.tree_flatten_with_path(params)[0])
+  flat_e = dict(jax.tree_util.tree_flatten_with_path(expected)[0])
+  for key, exp in flat_e.items():
+    name = jax.tree_util.keystr(key)
+    if key not in flat_p:
+      raise WeightsError(f"{source}: parameter {name} missing")
+    if tuple(flat_p[key].shape) != tuple(exp.shape):
+      raise WeightsError(f"{source}: parameter {name} has shape {tuple(flat_p[key].shape)}, "
+                         f"config expects {tuple(exp.shape)}")
+  extra = set(flat_p) - set(flat_e)
+  if extra:
+    raise WeightsError(f"{source}: unexpected parameters "
+                       f"{sorted(jax.tree_util.keystr(k) for k in extra)[:3]}")
+
+
+def expected_shapes(cfg: ModelConfig) -> dict:
+  """Shape tree of a freshly initialised model of `cfg` (no FLOPs, no memory)."""
+  import jax
+  import jax.numpy as jnp
+  from prefix_jax.models import build_model
+  model = build_model(cfg)
+  tokens = jnp.zeros((1, 2), jnp.int32)
+  return jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), tokens))["params"]
+
+
+def load_hf_config(path: Path) -> tuple[HFArch, ModelConfig]:
+  cfg_file = Path(path) / "config.json"
+  if not cfg_file.exists():
+    raise WeightsError(f"{path}: no config.json")
+  try:
+    raw = json.loads(cfg_file.read_text())
+  except json.JSONDecodeError as e:
+    raise WeightsError(f"{cfg_file}: invalid JSON ({e})") from None
+  arch = _arch_for(raw.get("model_type", "<missing>"), cfg_file)
+  try:
+    return arch, arch.config_from_hf(raw)
+  except (KeyError, ValueError) as e:
+    raise WeightsError(f"{cfg_file}: bad config ({e})") from None
+
+
+def load_hf_dir(path, with_tokenizer: bool = True):
+  """`(ModelConfig, params, tokenizer|None)` from a local HF model directory."""
+  path = Path(path)
+  if not path.is_dir():
+    raise WeightsError(f"{path}: not a directory")
+  arch, cfg = load_hf_config(path)
+  tensors = read_safetensors(path)
+  params = params_from_tensors(arch, cfg, tensors, path)
+  check_shapes(params, expected_shapes(cfg), path)
+  tokenizer = None
+  if with_tokenizer and (path / "tokenizer.json").exists():
+    from prefix_jax.weights.tokenizer import Tokenizer
+    tokenizer = Tokenizer.from_file(path / "tokenizer.json")
+  return cfg, params, tokenizer
+
+
+def transpose(x):
+  return np.ascontiguousarray(x.T)
+
+
+def identity(x):
+  return x
