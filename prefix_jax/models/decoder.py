@@ -120,6 +120,8 @@ class DecoderLM(nn.Module):
     if mask.shape != (b, t):
       raise PrefixShapeError(f"mask shape {mask.shape} != tokens shape {(b, t)}")
     lp, pvalid, form = 0, None, None
+    if prefix is not None and prefix.length == 0:
+      prefix = None  # a zero-length prefix is no prefix
     if prefix is not None:
       prefix.check(num_layers=cfg.num_layers, hidden_size=cfg.hidden_size,
                    num_kv_heads=cfg.num_kv_heads, head_dim=cfg.head_dim, batch=b)

@@ -89,6 +89,10 @@ class GPT2(DecoderLM):
   def embed_tokens(self, tokens, pos):
     return self.wte(tokens) + self.wpe(jnp.clip(pos, 0, self.cfg.max_positions - 1))
 
+  def token_embeddings(self, tokens):
+    """Word embeddings without positions [B, T, H] (prompt init from real words)."""
+    return self.wte(tokens)
+
   def embed_vectors(self, vectors, pos):
     return vectors.astype(self.dtype) + self.wpe(jnp.clip(pos, 0, self.cfg.max_positions - 1))
 

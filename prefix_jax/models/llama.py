@@ -89,6 +89,9 @@ class Llama(DecoderLM):
   def embed_tokens(self, tokens, pos):
     return self.embed(tokens)
 
+  def token_embeddings(self, tokens):
+    return self.embed(tokens)
+
   def embed_vectors(self, vectors, pos):
     return vectors.astype(self.dtype)
 

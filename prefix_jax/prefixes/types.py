@@ -89,8 +89,6 @@ class Prefix:
       raise PrefixShapeError(f"Prefix sets several forms at once: {set_forms}")
     b = (batch,) if self.batched else ()
     lp = self.length
-    if lp <= 0:
-      raise PrefixShapeError(f"prefix length must be > 0, got {lp}")
     expected = {
         "hidden": {"hidden": (*b, num_layers, lp, hidden_size)},
         "kv": {"keys": (*b, num_layers, lp, num_kv_heads, head_dim),

@@ -1,0 +1,1 @@
+"""Training: loss, the compiled data-parallel step, optimizer, checkpoints, the loop."""
