@@ -18,6 +18,7 @@ INSTALL_REQUIRES = [
     "sacrebleu>=2.4",
     "rouge-score>=0.1.2",
     "nltk>=3.9",
+    "pycocoevalcap==1.2",  # METEOR 1.5 jar (needs java), CIDEr, ROUGE-L of the E2E suite
     "tqdm>=4.66",
     "tensorboardX>=2.6",
     "matplotlib>=3.8",

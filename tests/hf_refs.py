@@ -18,7 +18,7 @@ def _perturb(model, seed: int):
 def tiny_gpt2(tmp_path, seed=0, n_layer=2, n_embd=32, n_head=4, vocab=97, n_positions=64):
   cfg = transformers.GPT2Config(n_embd=n_embd, n_layer=n_layer, n_head=n_head, vocab_size=vocab,
                                 n_positions=n_positions, resid_pdrop=0.0, embd_pdrop=0.0,
-                                attn_pdrop=0.0)
+                                attn_pdrop=0.0, bos_token_id=0, eos_token_id=1)
   torch.manual_seed(seed)
   model = _perturb(transformers.GPT2LMHeadModel(cfg), seed).eval()
   model.save_pretrained(tmp_path, safe_serialization=True)

@@ -1,0 +1,41 @@
+"""Evaluation metrics for the prefix-tuning paper's tables (Li & Liang 2021), computed in-process.
+
+`score(task, predictions, references, **extra)` dispatches to one suite:
+
+  task             keys                                          extra
+  'e2e'            bleu nist meteor rouge_l cider                -
+  'webnlg'         {bleu,meteor,ter}_{seen,unseen,all}           seen: one bool per input
+  'dart'           bleu meteor ter (+ Scores.unavailable)        -
+  'xsum'           rouge_1 rouge_2 rouge_l                       use_stemmer (default True)
+  'classification' accuracy                                      -
+
+`references[i]` is the list of references of input i (one or more). Scales: BLEU 0-100; NIST and
+CIDEr unbounded; METEOR, ROUGE, TER and accuracy as fractions (TER can exceed 1). METEOR and the
+E2E suite's PTB tokenizer run Java jars that ship in the pycocoevalcap wheel, so they need `java`.
+Bad input (no predictions, counts that differ, an input without references) raises ValueError.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from prefix_jax.metrics import classification, dart, e2e, rouge, webnlg
+from prefix_jax.metrics.results import Scores, read_predictions, read_references, write_scores
+
+SUITES: dict[str, Callable[..., Scores]] = {
+    "e2e": e2e.score,
+    "webnlg": webnlg.score,
+    "dart": dart.score,
+    "xsum": rouge.score,
+    "classification": classification.score,
+}
+
+
+def score(task: str, predictions: Sequence[str], references: Sequence[Sequence[str]],
+          **extra) -> Scores:
+  """Scores `predictions` against `references` with `task`'s metrics (see the module doc)."""
+  if task not in SUITES:
+    raise ValueError(f"unknown task {task!r}: one of {', '.join(SUITES)}")
+  return SUITES[task](predictions, references, **extra)
+
+
+__all__ = ["SUITES", "Scores", "read_predictions", "read_references", "score", "write_scores"]
