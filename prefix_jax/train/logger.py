@@ -1,0 +1,79 @@
+"""Run logs: tqdm on a terminal (quiet in CI), TensorBoard events, metrics.jsonl, a PNG plot."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import tqdm
+
+
+def interactive() -> bool:
+  return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+class MetricLogger:
+  def __init__(self, workdir: Path, total_steps: int, initial_step: int = 0,
+               enabled: bool = True):
+    self.workdir = Path(workdir)
+    self.enabled = enabled
+    self.jsonl = open(self.workdir / "metrics.jsonl", "a") if enabled else None
+    self.tb = None
+    if enabled:
+      from tensorboardX import SummaryWriter
+      self.tb = SummaryWriter(str(self.workdir / "tensorboard"))
+    self.bar = tqdm.tqdm(total=total_steps, initial=initial_step, disable=not (
+        enabled and interactive()), dynamic_ncols=True, unit="step")
+    self.t0 = time.time()
+
+  def write(self, step: int, split: str, metrics: dict) -> None:
+    if not self.enabled:
+      return
+    row = {"step": int(step), "split": split, "time": time.time() - self.t0,
+           **{k: float(v) for k, v in metrics.items()}}
+    self.jsonl.write(json.dumps(row) + "\n")
+    self.jsonl.flush()
+    for k, v in metrics.items():
+      self.tb.add_scalar(f"{split}/{k}", float(v), int(step))
+    if split == "train":
+      self.bar.set_postfix({k: f"{float(v):.4g}" for k, v in metrics.items()
+                            if k in ("loss", "tokens_per_s")})
+    elif not interactive():
+      print(f"step {step} {split}: " + ", ".join(f"{k}={float(v):.4g}"
+                                                  for k, v in metrics.items()), flush=True)
+
+  def advance(self, n: int = 1) -> None:
+    self.bar.update(n)
+
+  def close(self) -> None:
+    self.bar.close()
+    if self.enabled:
+      self.jsonl.close()
+      self.tb.close()
+
+
+def plot_curves(workdir: Path, out_name: str = "curves.png") -> Path | None:
+  """Train / validation loss against step, from metrics.jsonl."""
+  path = Path(workdir) / "metrics.jsonl"
+  if not path.exists():
+    return None
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for split in ("train", "eval"):
+    pts = [(r["step"], r["loss"]) for r in rows if r["split"] == split and "loss" in r]
+    if pts:
+      ax.plot(*zip(*pts), marker="o" if split == "eval" else None, label=f"{split} loss")
+  ax.set_xlabel("step")
+  ax.set_ylabel("loss")
+  ax.legend()
+  ax.grid(alpha=0.3)
+  out = Path(workdir) / out_name
+  fig.tight_layout()
+  fig.savefig(out, dpi=100)
+  plt.close(fig)
+  return out

@@ -1,0 +1,235 @@
+"""The training loop: config -> backbone -> data -> prefix -> compiled steps -> checkpoints.
+
+`train_and_evaluate(config, workdir)` is the one function `main.py` calls. Each arrow of the
+data path is a function call found by name: `load_backbone`, `data.train_iterator`,
+`init_prefix`, `make_train_step`, `Checkpointer.save`, `export_prefix`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import signal
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from prefix_jax.models import build_model
+from prefix_jax.prefixes import PrefixSpec, count_params, init_prefix
+from prefix_jax.train import data as train_data
+from prefix_jax.train import mesh as mesh_lib
+from prefix_jax.train.backbone import load_backbone
+from prefix_jax.train.checkpoint import Checkpointer, check_workdir
+from prefix_jax.train.export import backbone_signature, export_prefix
+from prefix_jax.train.logger import MetricLogger, plot_curves
+from prefix_jax.train.loss import lm_loss
+from prefix_jax.train.optim import build_optimizer
+from prefix_jax.train.step import init_state, make_train_step, split_backbone
+
+
+class TrainingDiverged(RuntimeError):
+  """The loss became NaN/Inf; the last good checkpoint is left as it was."""
+
+
+class ConfigError(ValueError):
+  """A config value that cannot work (message names the key)."""
+
+
+def validate_config(config) -> None:
+  t = config.train
+  for key, value in (("train.batch_size", t.batch_size), ("train.accum_steps", t.accum_steps)):
+    if not isinstance(value, int) or value <= 0:
+      raise ConfigError(f"{key} must be a positive int, got {value!r}")
+  if t.batch_size % t.accum_steps:
+    raise ConfigError(f"train.batch_size {t.batch_size} is not divisible by train.accum_steps "
+                      f"{t.accum_steps}")
+  if t.num_steps < 0 or t.num_epochs < 0 or (t.num_steps == 0 and t.num_epochs == 0):
+    raise ConfigError(f"set train.num_steps or train.num_epochs > 0 (got {t.num_steps}, "
+                      f"{t.num_epochs})")
+  if config.optim.learning_rate <= 0:
+    raise ConfigError(f"optim.learning_rate must be > 0, got {config.optim.learning_rate}")
+  if config.dtype not in ("float32", "bfloat16"):
+    raise ConfigError(f"dtype must be float32 or bfloat16, got {config.dtype!r}")
+
+
+def prefix_spec(config) -> PrefixSpec | None:
+  """None for methods that train no prefix (full fine-tuning)."""
+  if config.method == "finetune":
+    return None
+  return PrefixSpec.from_config(config.prefix)
+
+
+def run_signature(config, cfg, spec) -> dict:
+  return {"backbone": backbone_signature(cfg), "model": config.model,
+          "prefix": None if spec is None else dataclasses.asdict(spec),
+          "trainable_pattern": config.train.trainable_pattern or None}
+
+
+def maybe_initialize_distributed(config) -> None:
+  d = config.get("distributed", None)
+  if d and d.num_processes > 1:
+    if d.get("cpu_collectives"):
+      jax.config.update("jax_cpu_collectives_implementation", d.cpu_collectives)
+    jax.distributed.initialize(coordinator_address=d.coordinator_address,
+                               num_processes=d.num_processes, process_id=d.process_id)
+
+
+class _Preemption:
+  """Turns SIGTERM into a flag the loop checks after each step."""
+
+  def __init__(self):
+    self.requested = False
+    self._old = signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):
+    self.requested = True
+
+  def restore(self):
+    signal.signal(signal.SIGTERM, self._old)
+
+
+def _loss_fn(model, spec):
+  if spec is None:  # full fine-tuning baseline: no prefix at all
+    def loss(prefix_params, backbone, batch):
+      from prefix_jax.train.loss import token_cross_entropy
+      logits = model.apply({"params": backbone}, batch["inputs"], mask=batch["mask"])
+      loss, total = token_cross_entropy(logits, batch["targets"], batch["weights"])
+      return loss, {"loss": loss, "target_tokens": total}
+    return loss
+  return functools.partial(lm_loss, model=model, spec=spec)
+
+
+def train_and_evaluate(config, workdir) -> dict:
+  """Trains (resuming from the latest checkpoint in workdir) and returns a summary dict."""
+  workdir = Path(workdir)
+  validate_config(config)
+  maybe_initialize_distributed(config)
+  is_main = jax.process_index() == 0
+  cfg, backbone, tokenizer = load_backbone(config.model, seed=config.seed, dtype="float32")
+  dtype = jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32
+  model = build_model(cfg, dtype)
+  spec = prefix_spec(config)
+  mesh = mesh_lib.make_mesh(config.train.num_devices)
+  mesh_lib.check_batch_size(config.train.batch_size // jax.process_count(), mesh) \
+      if jax.process_count() == 1 else None
+  signature = run_signature(config, cfg, spec)
+  check_workdir(workdir, signature)
+  if is_main:
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=1, sort_keys=True))
+
+  train_iter = train_data.train_iterator(config, tokenizer, cfg, jax.process_index(),
+                                         jax.process_count())
+  total_steps = config.train.num_steps or config.train.num_epochs * train_iter.steps_per_epoch
+  optimizer = build_optimizer(config.optim, total_steps)
+  rng = jax.random.PRNGKey(config.seed)
+  init_rng, step_rng = jax.random.split(rng)
+  prefix_params = {} if spec is None else init_prefix(
+      spec, cfg, init_rng, model=model, backbone=backbone, tokenizer=tokenizer)
+  trained_backbone, frozen = split_backbone(
+      backbone, ".*" if spec is None else config.train.trainable_pattern)
+  state = init_state({"prefix": prefix_params, "backbone": trained_backbone}, optimizer)
+
+  ckpt = Checkpointer(workdir, keep=config.train.keep_checkpoints)
+  restored = ckpt.restore(state)
+  if restored is not None:
+    state, meta = restored
+    train_iter.set_state(meta["data"])
+    step_rng = jnp.asarray(np.asarray(meta["rng"], np.uint32))
+    logging.info("resumed from step %d", int(state.step))
+
+  repl = mesh_lib.replicated(mesh)
+  frozen_sh = mesh_lib.backbone_shardings(frozen, mesh, config.train.fsdp)
+  frozen = jax.device_put(frozen, frozen_sh)
+  state = jax.device_put(state, repl)
+  loss_fn = _loss_fn(model, spec)
+  step_fn = jax.jit(make_train_step(loss_fn, optimizer, config.train.accum_steps),
+                    in_shardings=(repl, frozen_sh, mesh_lib.batch_sharding(mesh), repl),
+                    out_shardings=(repl, repl), donate_argnums=(0,))
+  eval_fn = jax.jit(loss_fn)
+  eval_batches = train_data.eval_loss_batches(config, tokenizer, cfg)
+
+  n_prefix, n_backbone = count_params(state.trainable), count_params(backbone)
+  start = int(state.step)
+  logger = MetricLogger(workdir, total_steps, start, enabled=is_main)
+  preempt = _Preemption()
+
+  def data_meta():
+    return {"data": train_iter.get_state(), "rng": np.asarray(step_rng).tolist(),
+            "step": int(state.step)}
+
+  def evaluate() -> float:
+    total, weight = 0.0, 0.0
+    for batch in eval_batches:
+      loss, m = eval_fn(state.trainable["prefix"], _merged(frozen, state), batch)
+      total += float(loss) * float(m["target_tokens"])
+      weight += float(m["target_tokens"])
+    return total / max(weight, 1.0)
+
+  status, t_last, tokens_since = "completed", time.time(), 0.0
+  try:
+    while int(state.step) < total_steps:
+      step = int(state.step)
+      batch = train_iter.next_batch()
+      if config.train.inject_nan_at_step == step + 1:  # test hook: poison this step's loss
+        batch = dict(batch, weights=batch["weights"] * np.float32("nan"))
+      state, metrics = step_fn(state, frozen, mesh_lib.put_batch(batch, mesh),
+                               jax.random.fold_in(step_rng, step))
+      step += 1
+      loss = float(metrics["loss"])
+      if not np.isfinite(loss):
+        last = ckpt.latest_step()
+        raise TrainingDiverged(f"loss is {loss} at step {step}; stopped without saving "
+                               f"(last good checkpoint: step {last} in {workdir})")
+      tokens_since += float(metrics["target_tokens"])
+      logger.advance()
+      if step % config.train.log_every == 0 or step == total_steps:
+        now = time.time()
+        logger.write(step, "train", {"loss": loss, "grad_norm": float(metrics["grad_norm"]),
+                                     "tokens_per_s": tokens_since / max(now - t_last, 1e-9)})
+        t_last, tokens_since = now, 0.0
+      if config.train.eval_every and step % config.train.eval_every == 0 and eval_batches:
+        eval_loss = evaluate()
+        logger.write(step, "eval", {"loss": eval_loss})
+        ckpt.save_best(step, state, data_meta(), score=-eval_loss)
+      if step % config.train.checkpoint_every == 0:
+        ckpt.save(step, state, data_meta())
+      if preempt.requested:
+        ckpt.save(step, state, data_meta())
+        status = "preempted"
+        break
+    else:
+      if ckpt.latest_step() != int(state.step):
+        ckpt.save(int(state.step), state, data_meta())
+  finally:
+    preempt.restore()
+    logger.close()
+
+  summary = {"status": status, "step": int(state.step), "total_steps": total_steps,
+             "trainable_params": n_prefix, "backbone_params": n_backbone}
+  if status == "completed":
+    if eval_batches:
+      summary["eval_loss"] = evaluate()
+    if spec is not None and is_main:
+      path = export_prefix(workdir / "prefix.safetensors", spec, cfg,
+                           jax.device_get(state.trainable["prefix"]))
+      summary["prefix_file"] = str(path)
+      summary["prefix_bytes"] = path.stat().st_size
+      summary["backbone_bytes"] = int(sum(np.asarray(x).nbytes
+                                          for x in jax.tree_util.tree_leaves(backbone)))
+      print(f"exported prefix {path} ({summary['prefix_bytes'] / 1e3:.1f} kB) for a backbone "
+            f"of {summary['backbone_bytes'] / 1e6:.1f} MB")
+    if is_main:
+      plot_curves(workdir)
+  if is_main:
+    (workdir / "summary.json").write_text(json.dumps(summary, indent=1))
+  ckpt.close()
+  return summary
+
+
+def _merged(frozen, state):
+  from prefix_jax.train.step import merge_backbone
+  return merge_backbone(frozen, state.trainable["backbone"])
