@@ -12,13 +12,9 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "config file[:arg]", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "directory for checkpoints, logs, outputs")
-_EVALUATE = flags.DEFINE_bool("evaluate", True, "decode and score the test split after training")
-flags.mark_flags_as_required(["config", "workdir"])
 
 # Errors that mean "bad input": one line, exit 2, nothing on disk touched.
-def _user_errors():
+def user_errors():
   from prefix_jax.data.sources import DataUnavailableError
   from prefix_jax.prefixes import PrefixShapeError
   from prefix_jax.train.checkpoint import WorkdirError
@@ -31,23 +27,32 @@ def _user_errors():
           WeightsError, DataUnavailableError, PrefixFileError, FileNotFoundError)
 
 
-def main(argv):
-  del argv
+def run(config, workdir, evaluate: bool = True) -> dict:
+  """Train (resuming), then decode + score the test split. Exits non-zero on bad input."""
   from prefix_jax.train.loop import TrainingDiverged, train_and_evaluate
-  config = _CONFIG.value
   try:
-    summary = train_and_evaluate(config, _WORKDIR.value)
-    if summary["status"] == "completed" and _EVALUATE.value:
+    summary = train_and_evaluate(config, workdir)
+    if summary["status"] == "completed" and evaluate:
       from prefix_jax.evaluate import evaluate_workdir
-      evaluate_workdir(config, _WORKDIR.value)
+      summary["scores"] = evaluate_workdir(config, workdir)
   except TrainingDiverged as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(3)
-  except _user_errors() as e:
+  except user_errors() as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   print(f"{summary['status']} at step {summary['step']}/{summary['total_steps']}")
+  return summary
+
+
+def _main_with_flags():
+  config = config_flags.DEFINE_config_file("config", None, "config file[:arg]",
+                                           lock_config=True)
+  workdir = flags.DEFINE_string("workdir", None, "directory for checkpoints, logs, outputs")
+  evaluate = flags.DEFINE_bool("evaluate", True, "decode and score the test split after training")
+  flags.mark_flags_as_required(["config", "workdir"])
+  app.run(lambda argv: run(config.value, workdir.value, evaluate.value) and None)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  _main_with_flags()

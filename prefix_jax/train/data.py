@@ -1,0 +1,85 @@
+"""What the trainer and evaluator take from the data layer, shaped by the run's config."""
+from __future__ import annotations
+
+from prefix_jax import data as data_lib
+
+
+def _pad_id(tokenizer) -> int:
+  return tokenizer.pad_id if tokenizer.pad_id is not None else tokenizer.eos_id
+
+
+def _lowdata(config):
+  n = config.data.num_train_examples
+  return (n, config.data.subset_seed) if n else None
+
+
+def _max_length(config, cfg) -> int:
+  room = cfg.max_positions - (config.prefix.length if config.method != "finetune" else 0)
+  return min(room, config.data.max_source_len + config.data.max_target_len + 2)
+
+
+class _Batches:
+  """A TrainIterator that loops over epochs forever; its position is checkpointable."""
+
+  def __init__(self, it):
+    self._it = it
+    self.steps_per_epoch = it.batches_per_epoch
+
+  def next_batch(self):
+    return next(self._it)
+
+  def get_state(self):
+    return self._it.get_state()
+
+  def set_state(self, state):
+    self._it.set_state(state)
+
+
+def _encode_pairs(config, tokenizer, cfg, split, lowdata=None, limit=0):
+  pairs, _ = data_lib.load_task(config.task, train_split=split, eval_split=None,
+                                lowdata=lowdata)
+  if limit:
+    pairs = pairs[:limit]
+  return data_lib.encode_examples(pairs, tokenizer, max_length=_max_length(config, cfg),
+                                  max_source_length=config.data.max_source_len,
+                                  max_target_length=config.data.max_target_len)
+
+
+def train_iterator(config, tokenizer, cfg, process_index: int = 0, process_count: int = 1):
+  """Shuffled (seeded), bucketed training batches of `train.batch_size / process_count` rows."""
+  enc = _encode_pairs(config, tokenizer, cfg, config.data.train_split, _lowdata(config))
+  it = data_lib.TrainIterator(enc, batch_size=config.train.batch_size // process_count,
+                              pad_id=_pad_id(tokenizer), seed=config.seed, num_epochs=None,
+                              padding_side=config.data.padding, process_index=process_index,
+                              process_count=process_count)
+  return _Batches(it)
+
+
+def eval_loss_batches(config, tokenizer, cfg) -> list[dict]:
+  """The first `data.num_eval_loss_examples` pairs of the eval split, for validation loss."""
+  n = config.data.num_eval_loss_examples
+  if not n:
+    return []
+  enc = _encode_pairs(config, tokenizer, cfg, config.data.eval_split, limit=n)
+  it = data_lib.TrainIterator(enc, batch_size=min(config.train.batch_size, len(enc)),
+                              pad_id=_pad_id(tokenizer), shuffle=False, num_epochs=1,
+                              drop_remainder=False, padding_side=config.data.padding)
+  return list(it)
+
+
+def generation_batches(config, tokenizer, cfg, split):
+  """(references per input, extra metric kwargs, left-padded prompt batches) of `split`."""
+  _, records = data_lib.load_task(config.task, train_split=None, eval_split=split)
+  if config.decode.num_examples:
+    records = records[:config.decode.num_examples]
+  enc = data_lib.encode_eval(records, tokenizer, max_source_length=config.data.max_source_len)
+  batches, refs = [], []
+  for eb in data_lib.eval_batches(enc, batch_size=config.decode.batch_size,
+                                  pad_id=_pad_id(tokenizer), padding_side="left"):
+    batches.append(eb.arrays)
+    refs.extend(eb.references)
+  extra = {}
+  if config.task == "webnlg":
+    unseen = {r["id"]: bool(r["unseen"]) for r in data_lib.read_split("webnlg", split)}
+    extra["seen"] = [not unseen.get(i, False) for i in enc.ids]
+  return [list(r) for r in refs], extra, batches
