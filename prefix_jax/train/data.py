@@ -1,6 +1,8 @@
 """What the trainer and evaluator take from the data layer, shaped by the run's config."""
 from __future__ import annotations
 
+import re
+
 from prefix_jax import data as data_lib
 
 
@@ -35,9 +37,27 @@ class _Batches:
     self._it.set_state(state)
 
 
+def split_slice(split: str) -> tuple[str, slice]:
+  """'validation[:80%]' -> ('validation', slice of the first 80%); ints work too."""
+  m = re.fullmatch(r"(\w+)(?:\[(-?\d*%?):(-?\d*%?)\])?", split)
+  if not m:
+    raise ValueError(f"split {split!r} is not NAME or NAME[start:end] (ints or percents)")
+  return m.group(1), (m.group(2) or "", m.group(3) or "")
+
+
+def _take(items: list, bounds) -> list:
+  def idx(b):
+    if not b:
+      return None
+    return int(len(items) * int(b[:-1]) / 100) if b.endswith("%") else int(b)
+  return items[idx(bounds[0]):idx(bounds[1])]
+
+
 def _encode_pairs(config, tokenizer, cfg, split, lowdata=None, limit=0):
-  pairs, _ = data_lib.load_task(config.task, train_split=split, eval_split=None,
+  name, bounds = split_slice(split)
+  pairs, _ = data_lib.load_task(config.task, train_split=name, eval_split=None,
                                 lowdata=lowdata)
+  pairs = _take(pairs, bounds)
   if limit:
     pairs = pairs[:limit]
   return data_lib.encode_examples(pairs, tokenizer, max_length=_max_length(config, cfg),
@@ -69,7 +89,9 @@ def eval_loss_batches(config, tokenizer, cfg) -> list[dict]:
 
 def generation_batches(config, tokenizer, cfg, split):
   """(references per input, extra metric kwargs, left-padded prompt batches) of `split`."""
-  _, records = data_lib.load_task(config.task, train_split=None, eval_split=split)
+  name, bounds = split_slice(split)
+  _, records = data_lib.load_task(config.task, train_split=None, eval_split=name)
+  records = _take(records, bounds)
   if config.decode.num_examples:
     records = records[:config.decode.num_examples]
   enc = data_lib.encode_eval(records, tokenizer, max_source_length=config.data.max_source_len)
@@ -80,6 +102,6 @@ def generation_batches(config, tokenizer, cfg, split):
     refs.extend(eb.references)
   extra = {}
   if config.task == "webnlg":
-    unseen = {r["id"]: bool(r["unseen"]) for r in data_lib.read_split("webnlg", split)}
+    unseen = {r["id"]: bool(r["unseen"]) for r in data_lib.read_split("webnlg", name)}
     extra["seen"] = [not unseen.get(i, False) for i in enc.ids]
   return [list(r) for r in refs], extra, batches

@@ -197,6 +197,7 @@ def train_and_evaluate(config, workdir) -> dict:
         ckpt.save_best(step, state, data_meta(), score=-eval_loss)
       if step % config.train.checkpoint_every == 0:
         ckpt.save(step, state, data_meta())
+      _test_signal_hook(step)
       if preempt.requested:
         ckpt.save(step, state, data_meta())
         status = "preempted"
@@ -228,6 +229,17 @@ def train_and_evaluate(config, workdir) -> dict:
     (workdir / "summary.json").write_text(json.dumps(summary, indent=1))
   ckpt.close()
   return summary
+
+
+def _test_signal_hook(step: int) -> None:
+  """Tests of preemption and crash recovery send SIGTERM / SIGKILL to the run after a given
+  step through these environment variables; unset in normal runs."""
+  import os
+  for var, sig in (("PREFIX_JAX_TEST_TERM_AT", signal.SIGTERM),
+                   ("PREFIX_JAX_TEST_KILL_AT", signal.SIGKILL)):
+    if os.environ.get(var) == str(step):
+      os.kill(os.getpid(), sig)
+      time.sleep(0.1)  # let the handler run before the loop checks the flag
 
 
 def _merged(frozen, state):

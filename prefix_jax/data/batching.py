@@ -1,0 +1,123 @@
+"""Padding token rows into fixed-shape numpy batches, with lengths rounded up to buckets.
+
+Bucketing bounds recompilation: a jitted step sees at most `len(buckets)` shapes [B, T].
+"""
+from __future__ import annotations
+
+import bisect
+import dataclasses
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from prefix_jax.data.encode import Encoded
+
+
+def default_buckets(max_length: int, smallest: int = 16) -> tuple[int, ...]:
+  """Powers of two from `smallest` below `max_length`, then `max_length` itself."""
+  out, b = [], smallest
+  while b < max_length:
+    out.append(b)
+    b *= 2
+  return tuple(out) + (max_length,)
+
+
+def bucket_length(length: int, buckets: Sequence[int]) -> int:
+  """The smallest bucket >= length."""
+  i = bisect.bisect_left(buckets, length)
+  if i == len(buckets):
+    raise ValueError(f"length {length} exceeds the largest bucket {buckets[-1]}")
+  return int(buckets[i])
+
+
+def pack_train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
+               tasks: Sequence[int], *, batch_size: int, length: int, pad_id: int,
+               padding_side: str = "right") -> dict[str, np.ndarray]:
+  """Rows (source incl. separator, target incl. EOS) -> the training batch.
+
+  Returns `inputs` int32 [B, T] (full sequence without its last token), `targets` int32 [B, T]
+  (the next token), `weights` float32 [B, T] (1 where the target is a target-side token, EOS
+  included), `mask` bool [B, T] (real tokens of `inputs`), `prefix_at` int32 [B] (index in
+  `inputs` of the first target-side token = where an infix prefix goes), `task` int32 [B],
+  `valid` bool [B] (False for the all-padding rows that fill a short batch).
+  """
+  if padding_side not in ("right", "left"):
+    raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
+  n_rows = len(sources)
+  if n_rows > batch_size:
+    raise ValueError(f"{n_rows} rows do not fit a batch of {batch_size}")
+  b, t = batch_size, length
+  batch = {
+      "inputs": np.full((b, t), pad_id, np.int32),
+      "targets": np.full((b, t), pad_id, np.int32),
+      "weights": np.zeros((b, t), np.float32),
+      "mask": np.zeros((b, t), bool),
+      "prefix_at": np.zeros((b,), np.int32),
+      "task": np.zeros((b,), np.int32),
+      "valid": np.zeros((b,), bool),
+  }
+  for i, (src, tgt) in enumerate(zip(sources, targets)):
+    full = np.concatenate([src, tgt])
+    n = len(full) - 1
+    if n > t:
+      raise ValueError(f"row {i} has {n} input tokens, more than the batch length {t}")
+    off = 0 if padding_side == "right" else t - n
+    batch["inputs"][i, off:off + n] = full[:-1]
+    batch["targets"][i, off:off + n] = full[1:]
+    batch["weights"][i, off + len(src) - 1:off + n] = 1.0
+    batch["mask"][i, off:off + n] = True
+    batch["prefix_at"][i] = off + len(src)
+    batch["task"][i] = tasks[i]
+    batch["valid"][i] = True
+  return batch
+
+
+def pack_prompts(sources: Sequence[np.ndarray], tasks: Sequence[int], *, batch_size: int,
+                 length: int, pad_id: int, padding_side: str = "left") -> dict[str, np.ndarray]:
+  """Prompts (source incl. separator) -> `inputs` int32 [B, S], `mask` bool [B, S],
+  `valid` bool [B], `task` int32 [B]. Left padding puts every prompt's end at S - 1."""
+  if padding_side not in ("right", "left"):
+    raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
+  b, s = batch_size, length
+  batch = {"inputs": np.full((b, s), pad_id, np.int32), "mask": np.zeros((b, s), bool),
+           "valid": np.zeros((b,), bool), "task": np.zeros((b,), np.int32)}
+  for i, src in enumerate(sources):
+    n = len(src)
+    off = 0 if padding_side == "right" else s - n
+    batch["inputs"][i, off:off + n] = src
+    batch["mask"][i, off:off + n] = True
+    batch["valid"][i] = True
+    batch["task"][i] = tasks[i]
+  return batch
+
+
+@dataclasses.dataclass
+class EvalBatch:
+  """`arrays`: see `pack_prompts`; `references[i]` and `ids[i]` belong to row i (valid rows)."""
+  arrays: dict[str, np.ndarray]
+  references: list[tuple[str, ...]]
+  ids: list[str]
+
+
+def eval_batches(data: Encoded, *, batch_size: int, pad_id: int,
+                 buckets: Sequence[int] | None = None, padding_side: str = "left",
+                 process_index: int = 0, process_count: int = 1) -> Iterator[EvalBatch]:
+  """Batches of prompts in data order; the last one is filled with invalid rows.
+
+  With several hosts, global batch k has `batch_size * process_count` rows and host i gets rows
+  [i * batch_size, (i + 1) * batch_size): every host yields the same number of batches with
+  the same length S (the bucket of the longest prompt in the global batch).
+  """
+  n = len(data)
+  global_b = batch_size * process_count
+  lengths = np.array([len(s) for s in data.source], np.int64)
+  buckets = tuple(buckets) if buckets else default_buckets(int(lengths.max(initial=1)))
+  for start in range(0, n, global_b):
+    glob = np.arange(start, min(start + global_b, n))
+    s = bucket_length(int(lengths[glob].max()), buckets)
+    local = glob[process_index * batch_size:(process_index + 1) * batch_size]
+    arrays = pack_prompts([data.source[i] for i in local], [int(data.task[i]) for i in local],
+                          batch_size=batch_size, length=s, pad_id=pad_id,
+                          padding_side=padding_side)
+    refs = [data.references[i] for i in local] if data.references is not None else []
+    yield EvalBatch(arrays, refs, [data.ids[i] for i in local])

@@ -1,0 +1,104 @@
+"""Prepare the builders once into the TFDS data dir and read splits back with `tfds.data_source`.
+
+Short names: e2e, e2e_cleaned, webnlg, dart, xsum, sst2. Preparing is cached by TFDS: the first
+call parses the raw files and writes array_record shards under `paths.tfds_data_dir()`
+(`PREFIX_JAX_DATA_DIR`); later calls only read `dataset_info.json`.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from prefix_jax import paths
+from prefix_jax.data import builders  # noqa: F401  (registers the builders)
+from prefix_jax.data.sources import SplitUnavailableError
+
+DATASETS = {
+    "e2e": "pj_e2e/original",
+    "e2e_cleaned": "pj_e2e/cleaned",
+    "webnlg": "pj_webnlg2017",
+    "dart": "pj_dart",
+    "xsum": "pj_xsum",
+    "sst2": "pj_sst2",
+}
+_BUILDER_KWARGS = {"file_format": "array_record"}
+
+tfds.disable_progress_bar()
+logging.getLogger("absl").setLevel(logging.WARNING)
+
+
+def _tfds_name(name: str) -> str:
+  if name not in DATASETS:
+    raise KeyError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
+  return DATASETS[name]
+
+
+def _data_dir(data_dir) -> str:
+  return str(Path(data_dir) if data_dir is not None else paths.tfds_data_dir())
+
+
+def prepare(name: str, data_dir=None) -> tfds.core.DatasetBuilder:
+  """Prepares dataset `name` (once) and returns its builder."""
+  builder = tfds.builder(_tfds_name(name), data_dir=_data_dir(data_dir), **_BUILDER_KWARGS)
+  builder.download_and_prepare()
+  return builder
+
+
+def available_splits(name: str, data_dir=None) -> list[str]:
+  return sorted(prepare(name, data_dir).info.splits.keys())
+
+
+def unavailable_splits(name: str, data_dir=None) -> dict[str, str]:
+  """`{split: why}` for splits left out because their raw file was missing."""
+  return dict(prepare(name, data_dir).info.metadata.get("unavailable_splits", {}))
+
+
+def bad_input(name: str, data_dir=None) -> dict:
+  """`{split: {reason: {'count': n, 'ids': [...]}}}` recorded while preparing."""
+  return dict(prepare(name, data_dir).info.metadata.get("bad_input", {}))
+
+
+def _to_python(value):
+  if isinstance(value, bytes):
+    return value.decode("utf-8")
+  if isinstance(value, np.ndarray):
+    return [_to_python(v) for v in value.tolist()] if value.ndim else _to_python(value.item())
+  if isinstance(value, (list, tuple)):
+    return [_to_python(v) for v in value]
+  if isinstance(value, np.generic):
+    return value.item()
+  if isinstance(value, dict):
+    return {k: _to_python(v) for k, v in value.items()}
+  return value
+
+
+def _unstack(record: dict) -> dict:
+  """Nested `Sequence({...})` features come back as dicts of lists: make them lists of dicts."""
+  out = {}
+  for key, value in record.items():
+    if isinstance(value, dict):
+      cols = list(value)
+      n = len(value[cols[0]]) if cols else 0
+      out[key] = [{c: value[c][i] for c in cols} for i in range(n)]
+    else:
+      out[key] = value
+  return out
+
+
+def read_split(name: str, split: str, data_dir=None) -> list[dict]:
+  """All examples of one split as python dicts (str, int, bool, lists), in file order.
+
+  Raises `SplitUnavailableError` naming the missing raw file when the split was not prepared.
+  """
+  builder = prepare(name, data_dir)
+  if split not in builder.info.splits:
+    why = builder.info.metadata.get("unavailable_splits", {}).get(split)
+    raise SplitUnavailableError(
+        why or f"{name} has no split {split!r}; available: {sorted(builder.info.splits)}")
+  source = tfds.data_source(_tfds_name(name), split=split, data_dir=_data_dir(data_dir),
+                            download=False, builder_kwargs=_BUILDER_KWARGS)
+  records = source.__getitems__(range(len(source)))
+  return [_unstack(_to_python(r)) for r in records]

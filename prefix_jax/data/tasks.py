@@ -1,0 +1,139 @@
+"""Per-task loading: (training pairs, evaluation records) as the configs use them.
+
+`load_task('e2e', train_split='validation', eval_split='test')` trains on E2E dev and evaluates
+on test (here the E2E train file is absent). The linearization follows the paper (see
+`linearize.py`); the options below change it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from prefix_jax.data import datasets, linearize
+from prefix_jax.data.encode import EvalRecord, TextExample
+from prefix_jax.data.lowdata import lowdata_subset
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SPLITS = {  # (train, eval)
+    "e2e": ("train", "test"),
+    "e2e_cleaned": ("train", "test"),
+    "webnlg": ("train", "test"),
+    "dart": ("train", "test"),
+    "xsum": ("train", "test"),
+    "sst2": ("train", "validation"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskOptions:
+  """How records become text.
+
+  e2e_rename_keys: rename E2E keys as the paper (eatType -> Type, priceRange -> price, ...).
+  webnlg_leading_sep / webnlg_lowercase_predicate, dart_*: see `linearize.linearize_triples`.
+  webnlg_train_lex: 'good' trains on lexicalisations with comment="good" (the paper), 'all'
+    on every one. Evaluation always uses all of them as references (as the paper's decoder).
+  webnlg_eval_subset: 'all', 'seen' or 'unseen' test categories.
+  sst2_labels: target words for label 0 and 1.
+  """
+  e2e_rename_keys: bool = True
+  webnlg_leading_sep: bool = True
+  webnlg_lowercase_predicate: bool = False
+  dart_leading_sep: bool = False
+  dart_lowercase_predicate: bool = True
+  webnlg_train_lex: str = "good"
+  webnlg_eval_subset: str = "all"
+  sst2_labels: tuple[str, str] = ("negative", "positive")
+
+
+def _group(pairs, split: str, task: int) -> list[EvalRecord]:
+  """(source, reference) pairs -> one record per unique source, first-seen order."""
+  groups: dict[str, list[str]] = {}
+  for src, ref in pairs:
+    groups.setdefault(src, []).append(ref)
+  return [EvalRecord(f"{split}/{k}", src, tuple(refs), task)
+          for k, (src, refs) in enumerate(groups.items())]
+
+
+def _e2e(records, split, opts, task, for_eval):
+  names = linearize.E2E_KEY_NAMES if opts.e2e_rename_keys else None
+  pairs = [(linearize.linearize_e2e([(a["key"], a["value"]) for a in r["attributes"]],
+                                    key_names=names), r["ref"], r["id"]) for r in records]
+  if for_eval:
+    return _group([(s, t) for s, t, _ in pairs], split, task)
+  return [TextExample(i, s, t, task) for s, t, i in pairs]
+
+
+def _triples(records, split, opts, task, for_eval, *, refs_key, leading, lower, lex_filter):
+  out = []
+  for r in records:
+    src = linearize.linearize_triples(
+        [(t["subject"], t["predicate"], t["object"]) for t in r["triples"]],
+        leading_sep=leading, lowercase_predicate=lower)
+    refs = r[refs_key]
+    if for_eval:
+      out.append(EvalRecord(r["id"], src, tuple(x["text"] for x in refs), task))
+    else:
+      out.extend(TextExample(f"{r['id']}/{j}", src, x["text"], task)
+                 for j, x in enumerate(refs) if lex_filter(x))
+  return out
+
+
+def _to_examples(name, records, split, opts: TaskOptions, task, for_eval):
+  if name in ("e2e", "e2e_cleaned"):
+    return _e2e(records, split, opts, task, for_eval)
+  if name == "webnlg":
+    if for_eval and opts.webnlg_eval_subset != "all":
+      want_unseen = {"seen": False, "unseen": True}[opts.webnlg_eval_subset]
+      records = [r for r in records if r["unseen"] == want_unseen]
+    keep = ((lambda x: x["comment"] == "good") if opts.webnlg_train_lex == "good"
+            else (lambda x: True))
+    return _triples(records, split, opts, task, for_eval, refs_key="lex",
+                    leading=opts.webnlg_leading_sep, lower=opts.webnlg_lowercase_predicate,
+                    lex_filter=keep)
+  if name == "dart":
+    return _triples(records, split, opts, task, for_eval, refs_key="annotations",
+                    leading=opts.dart_leading_sep, lower=opts.dart_lowercase_predicate,
+                    lex_filter=lambda x: True)
+  if name == "xsum":
+    if for_eval:
+      return [EvalRecord(r["id"], r["document"], (r["summary"],), task) for r in records]
+    return [TextExample(r["id"], r["document"], r["summary"], task) for r in records]
+  if name == "sst2":
+    unlabeled = [r["id"] for r in records if r["label"] < 0]
+    if unlabeled:
+      log.warning("sst2 %s: %d unlabeled rows skipped (e.g. %s)", split, len(unlabeled),
+                  unlabeled[:3])
+    rows = [r for r in records if r["label"] >= 0]
+    words = opts.sst2_labels
+    if for_eval:
+      return [EvalRecord(r["id"], r["sentence"], (words[r["label"]],), task) for r in rows]
+    return [TextExample(r["id"], r["sentence"], words[r["label"]], task) for r in rows]
+  raise KeyError(f"unknown task {name!r}; known: {sorted(DEFAULT_SPLITS)}")
+
+
+def load_task(name: str, *, train_split: str | None = "default",
+              eval_split: str | None = "default", data_dir=None, task_id: int = 0,
+              options: TaskOptions = TaskOptions(), lowdata: tuple[int, int] | None = None,
+              ) -> tuple[list[TextExample] | None, list[EvalRecord] | None]:
+  """(training pairs, evaluation records) of task `name`.
+
+  train_split / eval_split: a split name, 'default' (see `DEFAULT_SPLITS`) or None to skip.
+  A split whose raw file is missing raises `SplitUnavailableError` naming the file.
+  lowdata: (n, subset) keeps `lowdata_subset(train, n, subset)` of the training pairs.
+  """
+  if name not in DEFAULT_SPLITS:
+    raise KeyError(f"unknown task {name!r}; known: {sorted(DEFAULT_SPLITS)}")
+  d_train, d_eval = DEFAULT_SPLITS[name]
+  train_split = d_train if train_split == "default" else train_split
+  eval_split = d_eval if eval_split == "default" else eval_split
+  train = evals = None
+  if train_split is not None:
+    train = _to_examples(name, datasets.read_split(name, train_split, data_dir), train_split,
+                         options, task_id, for_eval=False)
+    if lowdata is not None:
+      train = lowdata_subset(train, *lowdata)
+  if eval_split is not None:
+    evals = _to_examples(name, datasets.read_split(name, eval_split, data_dir), eval_split,
+                         options, task_id, for_eval=True)
+  return train, evals

@@ -1,0 +1,44 @@
+"""Runs a config at tiny size in a subprocess-friendly way: `python tests/run_tiny.py CONFIG
+WORKDIR [key=value ...]` (used by the trainer tests for SIGKILL / SIGTERM / multi-device)."""
+import importlib.util
+import json
+import sys
+
+
+def tiny_config(path, arg="", **overrides):
+  spec = importlib.util.spec_from_file_location("cfg", path)
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  default = mod.get_config()
+  arch = "tiny-gpt2" if "gpt2" in default.model else "tiny-llama"
+  c = mod.get_config(",".join(x for x in (f"model={arch}", arg) if x))
+  c.train.num_epochs = 0
+  c.train.num_steps = 4
+  c.train.batch_size = 4
+  c.train.log_every = 1
+  c.train.checkpoint_every = 2
+  c.train.eval_every = 0
+  c.data.max_source_len = 24
+  c.data.max_target_len = 16
+  c.data.num_eval_loss_examples = 4
+  c.data.num_train_examples = 0
+  c.decode.num_examples = 4
+  c.decode.beam_size = 1
+  c.decode.max_new_tokens = 4
+  c.decode.batch_size = 4
+  c.prefix.mlp_hidden = 16
+  for k, v in overrides.items():
+    node = c
+    *parents, leaf = k.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = v
+  return c
+
+
+if __name__ == "__main__":
+  from prefix_jax.main import run
+  cfg_path, workdir, *rest = sys.argv[1:]
+  kv = dict(x.split("=", 1) for x in rest)
+  overrides = {k: json.loads(v) for k, v in kv.items()}
+  summary = run(tiny_config(cfg_path, **overrides), workdir, evaluate=False)

@@ -1,0 +1,190 @@
+"""The trainer: resume, preemption, divergence, export, data parallelism, every config."""
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from prefix_jax.models import build_model
+from prefix_jax.prefixes import materialize
+from prefix_jax.train.backbone import load_backbone
+from prefix_jax.train.checkpoint import WorkdirError
+from prefix_jax.train.export import PrefixFileError, load_prefix
+from prefix_jax.train.loop import ConfigError, TrainingDiverged, train_and_evaluate
+from run_tiny import tiny_config
+
+ROOT = Path(__file__).resolve().parent.parent
+E2E = str(ROOT / "configs" / "e2e.py")
+RUNNER = str(Path(__file__).resolve().parent / "run_tiny.py")
+
+
+def _prefix_arrays(workdir):
+  spec, params, _ = load_prefix(Path(workdir) / "prefix.safetensors")
+  return jax.tree_util.tree_map(np.asarray, params)
+
+
+def _run_subprocess(workdir, *args, env=None, **kw):
+  env = dict(os.environ, **(env or {}))
+  return subprocess.Popen([sys.executable, RUNNER, E2E, str(workdir), *args], env=env,
+                          cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, shared_dir):
+  wd = tmp_path_factory.mktemp("full")
+  config = tiny_config(E2E, "method=prefix", **{"train.num_steps": 6})
+  summary = train_and_evaluate(config, wd)
+  return wd, summary
+
+
+def test_export_reloads_and_reproduces_trained_logits(uninterrupted):
+  wd, summary = uninterrupted
+  assert summary["status"] == "completed" and summary["step"] == 6
+  assert summary["prefix_bytes"] < summary["backbone_bytes"] / 100
+  cfg, backbone, _ = load_backbone("tiny-llama")
+  model = build_model(cfg)
+  from prefix_jax.train.checkpoint import Checkpointer
+  ckpt = Checkpointer(wd)
+  state, meta = ckpt.restore(_abstract_state(wd, cfg))
+  spec, params, _ = load_prefix(wd / "prefix.safetensors", cfg)
+  assert spec.reparam == "none"  # the MLP was folded away at export
+  tokens = jnp.arange(12)[None] % cfg.vocab_size
+  from prefix_jax.prefixes import PrefixSpec
+  trained_spec = PrefixSpec(**json.loads((wd / "run.json").read_text())["prefix"])
+  trained = materialize(trained_spec, cfg, state.trainable["prefix"])
+  ref = model.apply({"params": backbone}, tokens, prefix=trained)
+  ours = model.apply({"params": backbone}, tokens, prefix=materialize(spec, cfg, params))
+  np.testing.assert_allclose(ours, ref, atol=1e-6, rtol=0)
+  ckpt.close()
+
+
+def _abstract_state(wd, cfg):
+  """A state template of the run in `wd` (same config), for restoring its checkpoint."""
+  import ml_collections
+  from prefix_jax.prefixes import PrefixSpec, init_prefix
+  from prefix_jax.train.optim import build_optimizer
+  from prefix_jax.train.step import init_state
+  config = ml_collections.ConfigDict(json.loads((wd / "config.json").read_text()))
+  spec = PrefixSpec(**json.loads((wd / "run.json").read_text())["prefix"])
+  opt = build_optimizer(config.optim, 6)
+  return init_state({"prefix": init_prefix(spec, cfg, jax.random.PRNGKey(0)), "backbone": {}},
+                    opt)
+
+
+def test_sigkill_then_resume_is_bitwise_equal_to_uninterrupted(uninterrupted, tmp_path):
+  full_wd, _ = uninterrupted
+  wd = tmp_path / "killed"
+  # SIGKILL right after step 5 (last checkpoint: step 4): no chance to save anything.
+  proc = _run_subprocess(wd, "train.num_steps=6", env={"PREFIX_JAX_TEST_KILL_AT": "5"})
+  out = proc.communicate(timeout=300)[0].decode()
+  assert proc.returncode == -signal.SIGKILL, out
+  assert (wd / "checkpoints" / "4").exists() and not (wd / "prefix.safetensors").exists()
+  proc = _run_subprocess(wd, "train.num_steps=6")
+  out = proc.communicate(timeout=300)[0].decode()
+  assert proc.returncode == 0, out
+  a, b = _prefix_arrays(full_wd), _prefix_arrays(wd)
+  for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_sigterm_saves_current_step_and_exits_zero(tmp_path, shared_dir):
+  wd = tmp_path / "term"
+  proc = _run_subprocess(wd, "train.num_steps=400", "train.checkpoint_every=1000",
+                         env={"PREFIX_JAX_TEST_TERM_AT": "3"})
+  out = proc.communicate(timeout=300)[0].decode()
+  assert proc.returncode == 0, out
+  steps = sorted(int(p.name) for p in (wd / "checkpoints").iterdir() if p.name.isdigit())
+  assert steps == [3], (steps, out)
+  assert json.loads((wd / "summary.json").read_text())["status"] == "preempted"
+
+
+def test_nan_stops_run_and_keeps_last_checkpoint(tmp_path, shared_dir):
+  wd = tmp_path / "nan"
+  config = tiny_config(E2E, **{"train.num_steps": 6, "train.inject_nan_at_step": 3})
+  with pytest.raises(TrainingDiverged, match="loss is nan at step 3.*last good checkpoint: "
+                     "step 2"):
+    train_and_evaluate(config, wd)
+  ckpt_dir = wd / "checkpoints" / "2"
+  before = {p: p.stat().st_mtime_ns for p in ckpt_dir.rglob("*")}
+  assert sorted(int(p.name) for p in (wd / "checkpoints").iterdir() if p.name.isdigit()) == [2]
+  assert before and all(p.stat().st_mtime_ns == t for p, t in before.items())
+
+
+def test_eight_devices_equal_one_device(tmp_path, shared_dir):
+  results = {}
+  for n in (1, 8):
+    wd = tmp_path / f"dev{n}"
+    env = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"}
+    proc = _run_subprocess(wd, "train.num_steps=3", "train.batch_size=8", env=env)
+    out = proc.communicate(timeout=300)[0].decode()
+    assert proc.returncode == 0, out
+    results[n] = _prefix_arrays(wd)
+  for x, y in zip(jax.tree_util.tree_leaves(results[1]), jax.tree_util.tree_leaves(results[8])):
+    np.testing.assert_allclose(x, y, atol=1e-5, rtol=0)
+
+
+CONFIGS = sorted(glob.glob(str(ROOT / "configs" / "*.py")))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[Path(p).stem for p in CONFIGS])
+def test_every_config_parses_and_runs_one_step(path, tmp_path, shared_dir):
+  config = tiny_config(path, **{"train.num_steps": 1})
+  if config.task == "xsum":
+    from prefix_jax.data.sources import DataUnavailableError
+    with pytest.raises(DataUnavailableError):  # XSUM's files are not available offline here
+      train_and_evaluate(config, tmp_path / "run")
+    return
+  summary = train_and_evaluate(config, tmp_path / "run")
+  assert summary["step"] == 1 and np.isfinite(summary["eval_loss"])
+
+
+@pytest.mark.parametrize("override,message", [
+    ({"train.batch_size": 0}, "train.batch_size must be a positive int, got 0"),
+    ({"optim.learning_rate": -1.0}, "optim.learning_rate must be > 0, got -1.0"),
+    ({"train.batch_size": 6, "train.accum_steps": 4}, "not divisible by train.accum_steps"),
+])
+def test_bad_config_values_fail_with_one_line(override, message, tmp_path):
+  with pytest.raises(ConfigError, match=message):
+    train_and_evaluate(tiny_config(E2E, **override), tmp_path / "run")
+  assert not (tmp_path / "run").exists()
+
+
+def test_workdir_of_a_different_prefix_is_refused_untouched(uninterrupted):
+  wd, _ = uninterrupted
+  before = {p: p.stat().st_mtime_ns for p in wd.rglob("*")}
+  with pytest.raises(WorkdirError, match="different model or prefix"):
+    train_and_evaluate(tiny_config(E2E, "prefix_len=7"), wd)
+  assert {p: p.stat().st_mtime_ns for p in wd.rglob("*")} == before
+
+
+def test_unknown_config_key_and_cli_errors(tmp_path):
+  with pytest.raises(ValueError, match="unknown config key 'bogus'"):
+    tiny_config(E2E, "bogus=1")
+  proc = subprocess.run([sys.executable, "-m", "prefix_jax.main", f"--config={E2E}",
+                         f"--workdir={tmp_path / 'w'}", "--config.train.batch_sise=3"],
+                        cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert proc.returncode != 0 and "batch_sise" in proc.stderr
+  ro = tmp_path / "ro"
+  ro.mkdir()
+  ro.chmod(0o500)
+  if os.access(ro, os.W_OK):  # root ignores permissions: use a path under a file instead
+    ro = tmp_path / "file"
+    ro.write_text("x")
+    ro = ro / "sub"
+  with pytest.raises(WorkdirError, match="not writable"):
+    train_and_evaluate(tiny_config(E2E), ro)
+
+
+def test_bad_prefix_file_is_rejected(tmp_path):
+  bad = tmp_path / "prefix.safetensors"
+  bad.write_bytes(b"\x00" * 10)
+  with pytest.raises(PrefixFileError, match="not a readable safetensors prefix"):
+    load_prefix(bad)
