@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 demo: $(STAMP)
-	$(PY) -m prefix_jax.main --config=configs/demo.py --workdir=$${WORKDIR:-runs/demo}
+	$(PY) -m experiments.demo --config=configs/demo.py --workdir=$${WORKDIR:-runs/demo}
 
 bench: $(STAMP)
 	$(PY) -m experiments.bench

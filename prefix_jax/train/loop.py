@@ -135,6 +135,9 @@ def train_and_evaluate(config, workdir) -> dict:
 
   ckpt = Checkpointer(workdir, keep=config.train.keep_checkpoints)
   restored = ckpt.restore(state)
+  if restored is None and spec is not None and is_main:
+    # The starting point, for "before training" evaluations (e.g. `make demo`).
+    export_prefix(workdir / "prefix_init.safetensors", spec, cfg, jax.device_get(prefix_params))
   if restored is not None:
     state, meta = restored
     train_iter.set_state(meta["data"])
