@@ -42,3 +42,5 @@ if __name__ == "__main__":
   kv = dict(x.split("=", 1) for x in rest)
   overrides = {k: json.loads(v) for k, v in kv.items()}
   summary = run(tiny_config(cfg_path, **overrides), workdir, evaluate=False)
+  import jax
+  print(f"processes={jax.process_count()} devices={jax.device_count()}")

@@ -188,3 +188,34 @@ def test_bad_prefix_file_is_rejected(tmp_path):
   bad.write_bytes(b"\x00" * 10)
   with pytest.raises(PrefixFileError, match="not a readable safetensors prefix"):
     load_prefix(bad)
+
+
+def _free_port():
+  import socket
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_equal_one_process_with_two_devices(tmp_path, shared_dir):
+  """Multi-host data parallelism: 2 processes x 1 CPU device (gloo collectives on 127.0.0.1)
+  train the same prefix as 1 process x 2 devices, for the same global batch."""
+  one = tmp_path / "one"
+  proc = _run_subprocess(one, "train.num_steps=3",
+                         env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+  out = proc.communicate(timeout=300)[0].decode()
+  assert proc.returncode == 0, out
+  two = tmp_path / "two"
+  port = _free_port()
+  procs = [_run_subprocess(two, "train.num_steps=3", "distributed.num_processes=2",
+                           f"distributed.process_id={i}",
+                           f'distributed.coordinator_address="127.0.0.1:{port}"',
+                           'distributed.cpu_collectives="gloo"',
+                           env={"XLA_FLAGS": "--xla_force_host_platform_device_count=1"})
+           for i in range(2)]
+  outs = [p.communicate(timeout=300)[0].decode() for p in procs]
+  assert all(p.returncode == 0 for p in procs), outs
+  assert all("processes=2 devices=2" in o for o in outs), outs
+  for x, y in zip(jax.tree_util.tree_leaves(_prefix_arrays(one)),
+                  jax.tree_util.tree_leaves(_prefix_arrays(two))):
+    np.testing.assert_allclose(x, y, atol=1e-5, rtol=0)

@@ -17,8 +17,9 @@ class WorkdirError(ValueError):
   """The workdir cannot be used for this run (message names the path and the mismatch)."""
 
 
-def check_workdir(workdir: Path, signature: dict) -> None:
-  """Creates workdir if needed, checks it is writable and belongs to this run."""
+def check_workdir(workdir: Path, signature: dict, write: bool = True) -> None:
+  """Creates workdir if needed, checks it is writable and belongs to this run. Only the main
+  process (`write`) records run.json; the others check it after a barrier."""
   workdir = Path(workdir)
   try:
     workdir.mkdir(parents=True, exist_ok=True)
@@ -28,6 +29,8 @@ def check_workdir(workdir: Path, signature: dict) -> None:
   except OSError as e:
     raise WorkdirError(f"workdir {workdir} is not writable ({e.strerror})") from None
   run_file = workdir / "run.json"
+  if not write:
+    return
   if run_file.exists():
     try:
       recorded = json.loads(run_file.read_text())

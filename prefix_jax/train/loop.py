@@ -114,10 +114,12 @@ def train_and_evaluate(config, workdir) -> dict:
   model = build_model(cfg, dtype)
   spec = prefix_spec(config)
   mesh = mesh_lib.make_mesh(config.train.num_devices)
-  mesh_lib.check_batch_size(config.train.batch_size // jax.process_count(), mesh) \
-      if jax.process_count() == 1 else None
+  mesh_lib.check_batch_size(config.train.batch_size, mesh)
   signature = run_signature(config, cfg, spec)
-  check_workdir(workdir, signature)
+  check_workdir(workdir, signature, write=is_main)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices("workdir checked")
   if is_main:
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=1, sort_keys=True))
 
