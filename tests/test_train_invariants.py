@@ -84,3 +84,21 @@ def test_gradient_accumulation_equals_full_batch():
   assert abs(outs[0][1] - outs[1][1]) < 1e-6
   for a, b in zip(jax.tree_util.tree_leaves(outs[0][0]), jax.tree_util.tree_leaves(outs[1][0])):
     np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_logits_only_where_needed_give_the_same_loss_and_grads(arch):
+  from prefix_jax.train.loss import add_loss_positions
+  cfg, model, backbone = tiny_model(arch)
+  spec = PrefixSpec(method="kv", length=3)
+  prefix = init_prefix(spec, cfg, jax.random.PRNGKey(2))
+  batch = memorization_batch(cfg, b=3, t=12, src=5)
+  batch["weights"] = batch["weights"].at[1, 8:].set(0.0).at[2, :7].set(0.0)
+  sparse = add_loss_positions({k: np.asarray(v) for k, v in batch.items()})
+  assert sparse["loss_pos"].shape == (3, 8)  # 8 target tokens at most -> K = 8 < T = 12
+  loss_fn = functools.partial(lm_loss, model=model, spec=spec)
+  (l1, _), g1 = jax.value_and_grad(loss_fn, has_aux=True)(prefix, backbone, batch)
+  (l2, _), g2 = jax.value_and_grad(loss_fn, has_aux=True)(prefix, backbone, sparse)
+  np.testing.assert_allclose(l1, l2, atol=1e-6, rtol=0)
+  for a, b in zip(jax.tree_util.tree_leaves(g1), jax.tree_util.tree_leaves(g2)):
+    np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)

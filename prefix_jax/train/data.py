@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 
 from prefix_jax import data as data_lib
+from prefix_jax.train.loss import add_loss_positions
 
 
 def _pad_id(tokenizer) -> int:
@@ -28,7 +29,7 @@ class _Batches:
     self.steps_per_epoch = it.batches_per_epoch
 
   def next_batch(self):
-    return next(self._it)
+    return add_loss_positions(next(self._it))
 
   def get_state(self):
     return self._it.get_state()
@@ -84,7 +85,7 @@ def eval_loss_batches(config, tokenizer, cfg) -> list[dict]:
   it = data_lib.TrainIterator(enc, batch_size=min(config.train.batch_size, len(enc)),
                               pad_id=_pad_id(tokenizer), shuffle=False, num_epochs=1,
                               drop_remainder=False, padding_side=config.data.padding)
-  return list(it)
+  return [add_loss_positions(b) for b in it]
 
 
 def generation_batches(config, tokenizer, cfg, split):

@@ -93,13 +93,6 @@ class _Preemption:
 
 
 def _loss_fn(model, spec):
-  if spec is None:  # full fine-tuning baseline: no prefix at all
-    def loss(prefix_params, backbone, batch):
-      from prefix_jax.train.loss import token_cross_entropy
-      logits = model.apply({"params": backbone}, batch["inputs"], mask=batch["mask"])
-      loss, total = token_cross_entropy(logits, batch["targets"], batch["weights"])
-      return loss, {"loss": loss, "target_tokens": total}
-    return loss
   return functools.partial(lm_loss, model=model, spec=spec)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from prefix_jax.prefixes import PrefixSpec, materialize
@@ -26,15 +27,52 @@ def prefix_for_batch(spec: PrefixSpec, cfg, prefix_params, batch):
   return prefix
 
 
-def lm_loss(prefix_params, backbone, batch, *, model, spec: PrefixSpec):
+def add_loss_positions(batch: dict, min_window: int = 8) -> dict:
+  """Adds `loss_pos` int32 [B, K] / `loss_valid` bool [B, K]: the positions whose logits the
+  loss needs (weights > 0), K = the next power of two >= the most per row (<= T). Host-side
+  numpy, so K is a static shape: logits are computed for [B, K] instead of [B, T]."""
+  weights = np.asarray(batch["weights"])
+  b, t = weights.shape
+  counts = (weights > 0).sum(-1)
+  k = min(t, max(min_window, 1 << int(max(int(counts.max()), 1) - 1).bit_length()))
+  pos = np.zeros((b, k), np.int32)
+  valid = np.zeros((b, k), bool)
+  for i in range(b):
+    idx = np.nonzero(weights[i] > 0)[0][:k]
+    pos[i, :len(idx)] = idx
+    valid[i, :len(idx)] = True
+  return dict(batch, loss_pos=pos, loss_valid=valid)
+
+
+def _gather(x: Array, pos: Array) -> Array:
+  return jnp.take_along_axis(x, pos.reshape(*pos.shape, *([1] * (x.ndim - 2))), axis=1)
+
+
+def model_loss(model, backbone, batch, prefix=None, prefix_at=None):
+  """Cross-entropy of `model` on a batch; with `loss_pos` only those positions are unembedded."""
+  if "loss_pos" not in batch:
+    logits = model.apply({"params": backbone}, batch["inputs"], prefix=prefix,
+                         mask=batch["mask"], prefix_at=prefix_at)
+    return token_cross_entropy(logits, batch["targets"], batch["weights"])
+  hidden = model.apply({"params": backbone}, batch["inputs"], prefix=prefix, mask=batch["mask"],
+                       prefix_at=prefix_at, return_hidden=True)
+  pos = batch["loss_pos"]
+  logits = model.apply({"params": backbone}, _gather(hidden, pos), method=type(model).logits)
+  weights = _gather(batch["weights"], pos) * batch["loss_valid"]
+  return token_cross_entropy(logits, _gather(batch["targets"], pos), weights)
+
+
+def lm_loss(prefix_params, backbone, batch, *, model, spec: PrefixSpec | None):
   """Loss of the frozen backbone with the prefix; differentiate w.r.t. argument 0.
 
   batch: `inputs` [B, T], `targets` [B, T], `weights` [B, T], `mask` [B, T],
-  `prefix_at` [B] (used with infix placement), `task` [B] (used with a bank).
+  `prefix_at` [B] (used with infix placement), `task` [B] (used with a bank), and optionally
+  `loss_pos` / `loss_valid` [B, K] (see `add_loss_positions`). `spec=None`: no prefix (the
+  full fine-tuning baseline differentiates w.r.t. the backbone instead).
   """
-  prefix = prefix_for_batch(spec, model.cfg, prefix_params, batch)
-  prefix_at = batch["prefix_at"] if spec.placement == "infix" else None
-  logits = model.apply({"params": backbone}, batch["inputs"], prefix=prefix,
-                       mask=batch["mask"], prefix_at=prefix_at)
-  loss, total = token_cross_entropy(logits, batch["targets"], batch["weights"])
+  prefix = prefix_at = None
+  if spec is not None:
+    prefix = prefix_for_batch(spec, model.cfg, prefix_params, batch)
+    prefix_at = batch["prefix_at"] if spec.placement == "infix" else None
+  loss, total = model_loss(model, backbone, batch, prefix, prefix_at)
   return loss, {"loss": loss, "target_tokens": total}
