@@ -175,3 +175,14 @@ def test_gguf_in_directory(tmp_path, stories, vocab, cache):
   assert cfg.num_layers == hp["n_layers"]
   shutil.copy(folder / "model.gguf", folder / "other.gguf")
   _error(folder, "not exactly one .gguf")
+
+
+def test_permutation_inverts_llama_cpp_permute():
+  from prefix_jax.weights.llama_params import half_to_interleaved, interleaved_to_half
+  w = np.random.RandomState(0).randn(3 * 8, 5).astype(np.float32)  # 3 heads, head_dim 8
+  # llama.cpp convert_hf_to_gguf.py `permute` (HF -> GGUF), written out here.
+  gguf_w = w.reshape(3, 2, 4, 5).swapaxes(1, 2).reshape(w.shape)
+  np.testing.assert_array_equal(half_to_interleaved(w, 3), gguf_w)
+  np.testing.assert_array_equal(interleaved_to_half(gguf_w, 3), w)
+  # Row j of a head pairs with row j + D/2 in HF layout, with row j^1 in GGUF layout.
+  np.testing.assert_array_equal(gguf_w[[0, 1]], w[[0, 4]])

@@ -102,9 +102,7 @@ def test_truncated_safetensors(tmp_path, stories, cache):
 
 
 @pytest.mark.parametrize("overrides,match", [
-    pytest.param(dict(num_hidden_layers=4), "model.layers.4", marks=pytest.mark.xfail(
-        strict=True, reason="hf.load_hf_dir ignores tensors the config does not use (here "
-        "layer 4 of 5); to be fixed in hf.py")),
+    (dict(num_hidden_layers=4), "model.layers.4"),
     (dict(num_hidden_layers=6), "missing"),
     (dict(hidden_size=96), "shape"),
     (dict(model_type="falcon"), "unknown architecture"),

@@ -21,11 +21,17 @@ class WeightsError(ValueError):
   """A checkpoint that cannot be read or does not fit its config (message names the file)."""
 
 
+# Tensors a checkpoint may carry that no model parameter comes from (buffers, tied heads).
+IGNORED_TENSORS = (r"\.attn\.(masked_)?bias$", r"rotary_emb\.inv_freq$", r"(^|\.)position_ids$",
+                   r"^lm_head\.weight$")
+
+
 @dataclasses.dataclass(frozen=True)
 class HFArch:
   model_types: tuple[str, ...]
   config_from_hf: Callable[[dict], ModelConfig]
   param_map: Callable[[ModelConfig, set[str]], list[tuple[str, tuple[str, ...], Callable]]]
+  ignored: tuple[str, ...] = IGNORED_TENSORS  # regexes of tensors allowed to go unused
 
 
 ARCHS: dict[str, HFArch] = {}
@@ -84,8 +90,17 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
 def params_from_tensors(arch: HFArch, cfg: ModelConfig, tensors: dict[str, np.ndarray],
                         source: Path) -> dict:
   """Maps HF tensors into our nested param dict, checking every shape against `cfg`."""
+  import re
   params: dict = {}
-  for hf_name, path, transform in arch.param_map(cfg, set(tensors)):
+  mapping = arch.param_map(cfg, set(tensors))
+  used = {hf_name for hf_name, _, _ in mapping}
+  unused = sorted(n for n in set(tensors) - used
+                  if not any(re.search(rx, n) for rx in arch.ignored))
+  if unused:
+    raise WeightsError(f"{source}: tensors {unused[:3]} (+{max(len(unused) - 3, 0)} more) are "
+                       f"not used by the config (num_layers={cfg.num_layers}, "
+                       f"hidden_size={cfg.hidden_size}): config and weights disagree")
+  for hf_name, path, transform in mapping:
     if hf_name not in tensors:
       raise WeightsError(f"{source}: tensor '{hf_name}' missing (config says "
                          f"num_layers={cfg.num_layers}, hidden_size={cfg.hidden_size})")

@@ -1,0 +1,130 @@
+"""The one tokenizer interface every loader returns.
+
+`BaseTokenizer` fixes the interface: `encode(text, bos=None, eos=False) -> list[int]`,
+`decode(ids) -> str`, `vocab_size`, and `bos_id` / `eos_id` / `pad_id` (int or None).
+`Tokenizer` wraps a HF `tokenizers.Tokenizer` (GPT-2 BPE, BERT WordPiece, a GGUF byte-level
+BPE); `spm.SentencePieceBPE` (llama2.c and GGUF 'llama' vocabularies) is the other subclass.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable
+
+from prefix_jax.weights.errors import MissingFileError, WeightsError, one_line
+
+# Names of special tokens, most specific first, used when no special_tokens_map.json says.
+_BOS_NAMES = ("<|begin_of_text|>", "<s>", "<|endoftext|>", "[CLS]", "<bos>")
+_EOS_NAMES = ("<|end_of_text|>", "</s>", "<|endoftext|>", "[SEP]", "<eos>")
+_PAD_NAMES = ("<pad>", "[PAD]", "<|pad|>")
+
+
+class BaseTokenizer:
+  """Text <-> ids. Subclasses set `bos_id`, `eos_id`, `pad_id`, `add_bos` and implement
+  `_encode_text(text) -> list[int]`, `decode(ids)` and `vocab_size`."""
+  bos_id: int | None = None
+  eos_id: int | None = None
+  pad_id: int | None = None
+  add_bos: bool = False  # what `encode(text)` does when `bos` is not given
+
+  def encode(self, text: str, bos: bool | None = None, eos: bool = False) -> list[int]:
+    """Token ids of `text`, with BOS in front if `bos` (default `self.add_bos`), EOS after if `eos`."""
+    bos = self.add_bos if bos is None else bos
+    ids = self._encode_text(text)
+    if bos:
+      if self.bos_id is None:
+        raise ValueError(f"{type(self).__name__} has no BOS token")
+      ids = [self.bos_id] + ids
+    if eos:
+      if self.eos_id is None:
+        raise ValueError(f"{type(self).__name__} has no EOS token")
+      ids = ids + [self.eos_id]
+    return ids
+
+  def _encode_text(self, text: str) -> list[int]:
+    raise NotImplementedError
+
+  def decode(self, ids: Iterable[int]) -> str:
+    raise NotImplementedError
+
+  @property
+  def vocab_size(self) -> int:
+    raise NotImplementedError
+
+
+class Tokenizer(BaseTokenizer):
+  """A HF `tokenizers.Tokenizer` with padding and truncation turned off.
+
+  `encode` runs the tokenizer's own post-processor (so BERT gets `[CLS] ... [SEP]`, GPT-2
+  nothing); `bos=True` / `eos=True` add the ids on top. `decode` skips special tokens.
+  """
+
+  def __init__(self, hf_tokenizer, bos_id: int | None = None, eos_id: int | None = None,
+               pad_id: int | None = None, add_bos: bool = False):
+    hf_tokenizer.no_padding()
+    hf_tokenizer.no_truncation()
+    self.hf = hf_tokenizer
+    self.bos_id, self.eos_id, self.pad_id, self.add_bos = bos_id, eos_id, pad_id, add_bos
+
+  @classmethod
+  def from_file(cls, path, bos_id: int | None = None, eos_id: int | None = None,
+                pad_id: int | None = None) -> "Tokenizer":
+    """Reads a `tokenizer.json`. Special ids not given are taken from a
+    `special_tokens_map.json` beside it, else from well-known special token names."""
+    from tokenizers import Tokenizer as HFTokenizer
+    path = Path(path)
+    if not path.is_file():
+      raise MissingFileError(f"{path}: tokenizer file not found")
+    try:
+      hf_tok = HFTokenizer.from_file(str(path))
+    except Exception as e:  # tokenizers raises a bare Exception on malformed JSON
+      raise WeightsError(f"{path}: cannot read tokenizer ({one_line(e)})") from None
+    found = _special_ids(hf_tok, path.parent / "special_tokens_map.json")
+    return cls(hf_tok, bos_id if bos_id is not None else found["bos"],
+               eos_id if eos_id is not None else found["eos"],
+               pad_id if pad_id is not None else found["pad"])
+
+  def _encode_text(self, text: str) -> list[int]:
+    return list(self.hf.encode(text).ids)
+
+  def decode(self, ids: Iterable[int]) -> str:
+    return self.hf.decode([int(i) for i in ids], skip_special_tokens=True)
+
+  @property
+  def vocab_size(self) -> int:
+    return self.hf.get_vocab_size(with_added_tokens=True)
+
+  def token_to_id(self, token: str) -> int | None:
+    return self.hf.token_to_id(token)
+
+
+def _special_ids(hf_tok, map_file: Path) -> dict[str, int | None]:
+  """bos/eos/pad ids from a special_tokens_map.json (BERT: cls/sep/pad) or known names."""
+  names: dict[str, list[str]] = {"bos": list(_BOS_NAMES), "eos": list(_EOS_NAMES),
+                                 "pad": list(_PAD_NAMES)}
+  if map_file.is_file():
+    try:
+      smap = json.loads(map_file.read_text())
+    except json.JSONDecodeError as e:
+      raise WeightsError(f"{map_file}: invalid JSON ({e})") from None
+    def content(key):
+      v = smap.get(key)
+      return v.get("content") if isinstance(v, dict) else v
+    for role, keys in (("bos", ("bos_token", "cls_token")), ("eos", ("eos_token", "sep_token")),
+                       ("pad", ("pad_token",))):
+      explicit = [content(k) for k in keys if content(k)]
+      if explicit:
+        names[role] = explicit
+  out = {}
+  for role, candidates in names.items():
+    ids = [hf_tok.token_to_id(n) for n in candidates]
+    out[role] = next((i for i in ids if i is not None), None)
+  return out
+
+
+def gpt2_tokenizer(path=None) -> Tokenizer:
+  """GPT-2's byte-level BPE (`<|endoftext|>` = 50256 is both BOS and EOS; no pad token)."""
+  if path is None:
+    from prefix_jax import paths
+    path = paths.shared_path("models", "gpt2-tokenizer", "tokenizer.json")
+  return Tokenizer.from_file(path)
