@@ -219,3 +219,39 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path, shared_dir):
   for x, y in zip(jax.tree_util.tree_leaves(_prefix_arrays(one)),
                   jax.tree_util.tree_leaves(_prefix_arrays(two))):
     np.testing.assert_allclose(x, y, atol=1e-5, rtol=0)
+
+
+def test_fsdp_sharded_backbone_equals_replicated(tmp_path, shared_dir):
+  """train.fsdp splits each large frozen weight over the 8 devices: same prefix as replicated."""
+  results = {}
+  for fsdp in ("false", "true"):
+    wd = tmp_path / f"fsdp_{fsdp}"
+    proc = _run_subprocess(wd, "train.num_steps=2", "train.batch_size=8", f"train.fsdp={fsdp}",
+                           env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+    out = proc.communicate(timeout=300)[0].decode()
+    assert proc.returncode == 0, out
+    results[fsdp] = _prefix_arrays(wd)
+  for x, y in zip(jax.tree_util.tree_leaves(results["false"]),
+                  jax.tree_util.tree_leaves(results["true"])):
+    np.testing.assert_allclose(x, y, atol=1e-5, rtol=0)
+
+
+def test_evaluate_writes_predictions_and_scores(uninterrupted):
+  from prefix_jax.evaluate import evaluate_workdir
+  wd, _ = uninterrupted
+  config = tiny_config(E2E, "method=prefix", **{"train.num_steps": 6})
+  scores = evaluate_workdir(config, wd)
+  lines = (wd / "predictions.txt").read_text().splitlines()
+  assert len(lines) == config.decode.num_examples
+  written = json.loads((wd / "scores.json").read_text())
+  assert set(written) >= {"bleu", "nist", "meteor", "rouge_l", "cider"}
+  assert written["bleu"] == pytest.approx(scores["bleu"])
+
+
+def test_bf16_compute_is_close_to_fp32():
+  cfg, backbone, _ = load_backbone("tiny-llama")
+  tokens = jnp.arange(10)[None] % 50
+  f32 = build_model(cfg).apply({"params": backbone}, tokens)
+  bf16 = build_model(cfg, jnp.bfloat16).apply({"params": backbone}, tokens)
+  assert bf16.dtype == jnp.bfloat16
+  np.testing.assert_allclose(np.asarray(bf16, np.float32), f32, atol=0.05, rtol=0.05)
