@@ -37,7 +37,7 @@ def base_config() -> ml_collections.ConfigDict:
       init_text="table-to-text:", init_std=0.02, placement="prefix", num_tasks=0))
   c.data = ml_collections.ConfigDict(dict(
       train_split="train", eval_split="validation", test_split="test",
-      max_source_len=256, max_target_len=128, bucket_size=32, num_train_examples=0,
+      max_source_len=256, max_target_len=128, bucket_size=16, num_train_examples=0,
       num_eval_examples=0, num_eval_loss_examples=64, subset_seed=0, padding="right"))
   c.optim = ml_collections.ConfigDict(dict(
       name="adamw", learning_rate=5e-5, schedule="linear", warmup_steps=0, weight_decay=0.0,

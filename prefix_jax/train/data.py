@@ -66,10 +66,21 @@ def _encode_pairs(config, tokenizer, cfg, split, lowdata=None, limit=0):
                                   max_target_length=config.data.max_target_len)
 
 
+def buckets(config, enc) -> tuple[int, ...] | None:
+  """Padded lengths: multiples of `data.bucket_size` (0: powers of two). Finer buckets pad
+  less but compile one step per length seen."""
+  step = config.data.bucket_size
+  if not step:
+    return None
+  longest = int(enc.lengths.max())
+  return tuple(range(step, longest + step, step))
+
+
 def train_iterator(config, tokenizer, cfg, process_index: int = 0, process_count: int = 1):
   """Shuffled (seeded), bucketed training batches of `train.batch_size / process_count` rows."""
   enc = _encode_pairs(config, tokenizer, cfg, config.data.train_split, _lowdata(config))
   it = data_lib.TrainIterator(enc, batch_size=config.train.batch_size // process_count,
+                              buckets=buckets(config, enc),
                               pad_id=_pad_id(tokenizer), seed=config.seed, num_epochs=None,
                               padding_side=config.data.padding, process_index=process_index,
                               process_count=process_count)
@@ -83,6 +94,7 @@ def eval_loss_batches(config, tokenizer, cfg) -> list[dict]:
     return []
   enc = _encode_pairs(config, tokenizer, cfg, config.data.eval_split, limit=n)
   it = data_lib.TrainIterator(enc, batch_size=min(config.train.batch_size, len(enc)),
+                              buckets=buckets(config, enc),
                               pad_id=_pad_id(tokenizer), shuffle=False, num_epochs=1,
                               drop_remainder=False, padding_side=config.data.padding)
   return [add_loss_positions(b) for b in it]
