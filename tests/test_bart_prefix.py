@@ -67,7 +67,8 @@ def _by_hand(params, part, hidden):
     keys.append(proj("k_proj"))
     values.append(proj("v_proj"))
   return Prefix(keys=jnp.asarray(np.stack(keys), jnp.float32),
-                values=jnp.asarray(np.stack(values), jnp.float32), mask=jnp.ones(hidden.shape[1], bool))
+                values=jnp.asarray(np.stack(values), jnp.float32),
+                mask=jnp.ones((hidden.shape[1],), bool))
 
 
 def test_hidden_form_equals_kv_from_frozen_projections(tiny):

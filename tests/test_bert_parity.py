@@ -155,3 +155,16 @@ def test_prompt_matches_peft_prompt_tuning(tmp_path):
   ours = model.apply({"params": params}, jnp.asarray(ids), prefix=Prefix(prompt=prompt),
                      mask=jnp.asarray(mask))
   np.testing.assert_allclose(np.asarray(ours.hidden)[mask], theirs[mask], atol=TOL, rtol=0)
+
+
+def test_loader_skips_pretraining_heads_and_names_a_config_mismatch(tmp_path):
+  tiny_hf_bert(tmp_path, transformers.BertForMaskedLM, num_labels=2)
+  cfg, params, _ = load_hf_dir(tmp_path)  # the cls.* MLM head is not part of the encoder
+  assert cfg.num_labels == 0 and not {"classifier", "pooler"} & set(params)
+  ids, mask, _ = _batch(cfg, seed=7)
+  out = build_model(cfg).apply({"params": params}, jnp.asarray(ids), mask=jnp.asarray(mask))
+  assert out.pooled is None and out.logits is None
+  config = tmp_path / "config.json"
+  config.write_text(config.read_text().replace('"num_hidden_layers": 2', '"num_hidden_layers": 3'))
+  with pytest.raises(ValueError, match="encoder.layer.2.attention.self.query.weight' missing"):
+    load_hf_dir(tmp_path)

@@ -1,4 +1,6 @@
 """What a prefix does to the BERT encoder, checked against hand-built references."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -6,7 +8,7 @@ import pytest
 
 from prefix_jax.models import ModelConfig, build_model
 from prefix_jax.models import bert
-from prefix_jax.prefixes import Prefix, PrefixShapeError, pad_and_stack
+from prefix_jax.prefixes import Prefix, PrefixShapeError, PrefixSpec, init_prefix, pad_and_stack
 
 CFG = ModelConfig(arch="bert", vocab_size=61, hidden_size=32, num_layers=2, num_heads=4,
                   intermediate_size=48, max_positions=24, norm_eps=1e-12, activation="gelu",
@@ -27,8 +29,10 @@ def random_params(model, seed=0):
 
 @pytest.fixture(scope="module")
 def tiny():
+  """(model, params, jitted apply). Each call signature (shapes + pytree structure) compiles
+  once, so the tests reuse a few of them."""
   model = build_model(CFG)
-  return model, random_params(model)
+  return model, random_params(model), jax.jit(model.apply)
 
 
 def _tokens(shape=(2, 7), seed=0):
@@ -47,12 +51,13 @@ def _kv(lp, seed=2):
                 values=jax.random.normal(jax.random.PRNGKey(seed + 1), shape))
 
 
-def _run(model, params, tokens, **kw):
-  return model.apply({"params": params}, tokens, **kw)
+def _run(tiny, tokens, **kw):
+  _, params, run = tiny
+  return run({"params": params}, tokens, **kw)
 
 
 def test_hidden_form_equals_kv_from_frozen_projections(tiny):
-  model, params = tiny
+  model, params, _ = tiny
   tokens = _tokens()
   hidden = _hidden(lp=4)
   keys, values = [], []
@@ -65,95 +70,92 @@ def test_hidden_form_equals_kv_from_frozen_projections(tiny):
     values.append(proj("v_proj"))
   kv = Prefix(keys=jnp.asarray(np.stack(keys), jnp.float32),
               values=jnp.asarray(np.stack(values), jnp.float32))
-  by_hidden = _run(model, params, tokens, prefix=Prefix(hidden=hidden))
-  by_kv = _run(model, params, tokens, prefix=kv)
+  by_hidden = _run(tiny, tokens, prefix=Prefix(hidden=hidden))
+  by_kv = _run(tiny, tokens, prefix=kv)
   np.testing.assert_allclose(by_hidden.hidden, by_kv.hidden, atol=1e-5, rtol=0)
   np.testing.assert_allclose(by_hidden.logits, by_kv.logits, atol=1e-5, rtol=0)
-  cached = model.apply({"params": params}, Prefix(hidden=hidden),
-                       method=type(model).prefix_to_kv)
+  to_kv = jax.jit(functools.partial(model.apply, method=type(model).prefix_to_kv))
+  cached = to_kv({"params": params}, Prefix(hidden=hidden))
   np.testing.assert_allclose(cached.keys, kv.keys, atol=1e-5, rtol=0)
   np.testing.assert_allclose(cached.values, kv.values, atol=1e-5, rtol=0)
   # The prefix matters.
-  plain = _run(model, params, tokens)
+  plain = _run(tiny, tokens)
   assert np.abs(np.asarray(plain.hidden - by_kv.hidden)).max() > 1e-2
 
 
 def test_every_token_sees_every_valid_slot_and_no_masked_one(tiny):
-  model, params = tiny
+  model, params, _ = tiny
   tokens = _tokens()
   mask = jnp.asarray([True, True, True, False])
   prefix = Prefix(keys=_kv(4).keys, values=_kv(4).values, mask=mask)
-  base = np.asarray(_run(model, params, tokens, prefix=prefix).hidden)
+  base = np.asarray(_run(tiny, tokens, prefix=prefix).hidden)
   for slot in range(4):
     moved = prefix.replace(values=prefix.values.at[:, slot].add(3.0))
-    diff = np.abs(np.asarray(_run(model, params, tokens, prefix=moved).hidden) - base).max(-1)
+    diff = np.abs(np.asarray(_run(tiny, tokens, prefix=moved).hidden) - base).max(-1)
     if mask[slot]:
       assert diff.min() > 1e-4, f"slot {slot} not seen by every token (bidirectional)"
     else:
       assert diff.max() == 0.0, "a masked slot leaked"
   # A masked slot is the same as no slot: positions count valid slots only.
   short = Prefix(keys=prefix.keys[:, :3], values=prefix.values[:, :3])
-  np.testing.assert_allclose(_run(model, params, tokens, prefix=short).hidden, base, atol=1e-5,
+  np.testing.assert_allclose(_run(tiny, tokens, prefix=short).hidden, base, atol=1e-5,
                              rtol=0)
 
 
 def test_zero_length_and_switched_off_prefixes_equal_plain(tiny):
-  model, params = tiny
   tokens = _tokens()
-  plain = _run(model, params, tokens)
-  for prefix in (None, Prefix(hidden=jnp.zeros((CFG.num_layers, 0, CFG.hidden_size))),
-                 Prefix(prompt=jnp.zeros((0, CFG.hidden_size))),
-                 Prefix(hidden=_hidden(3), mask=jnp.zeros((3,), bool)),
+  plain = _run(tiny, tokens)
+  for prefix in (Prefix(hidden=jnp.zeros((CFG.num_layers, 0, CFG.hidden_size))),
                  Prefix(prompt=jnp.ones((3, CFG.hidden_size)), mask=jnp.zeros((3,), bool))):
-    out = _run(model, params, tokens, prefix=prefix)
+    out = _run(tiny, tokens, prefix=prefix)
     np.testing.assert_allclose(out.hidden, plain.hidden, atol=1e-5, rtol=0)
     np.testing.assert_allclose(out.logits, plain.logits, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("form", ["hidden", "kv", "prompt"])
+@pytest.mark.parametrize("form", ["kv", "prompt"])
 def test_per_example_prefixes_equal_separate_runs(tiny, form):
-  model, params = tiny
   tokens = _tokens()
-  make = {"hidden": lambda s, lp: Prefix(hidden=_hidden(lp, seed=s)),
-          "kv": lambda s, lp: _kv(lp, seed=s),
+  make = {"kv": lambda s, lp: _kv(lp, seed=s),
           "prompt": lambda s, lp: Prefix(prompt=jax.random.normal(
               jax.random.PRNGKey(s), (lp, CFG.hidden_size)))}[form]
-  pa, pb = make(10, 4), make(20, 2)
-  mixed = _run(model, params, tokens, prefix=pad_and_stack([pa, pb]).gather(jnp.asarray([0, 1])))
+  pa, pb = make(10, 4), make(20, 2)  # different lengths: the bank pads and masks
+  mixed = _run(tiny, tokens, prefix=pad_and_stack([pa, pb]).gather(jnp.asarray([0, 1])))
   for row, p in ((0, pa), (1, pb)):
-    alone = _run(model, params, tokens[row:row + 1], prefix=p)
-    np.testing.assert_allclose(mixed.hidden[row], alone.hidden[0], atol=1e-5, rtol=0)
-    np.testing.assert_allclose(mixed.logits[row], alone.logits[0], atol=1e-5, rtol=0)
+    alone = _run(tiny, tokens, prefix=p)
+    np.testing.assert_allclose(mixed.hidden[row], alone.hidden[row], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(mixed.logits[row], alone.logits[row], atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("form", ["hidden", "prompt"])
-def test_padding_with_prefix_equals_unpadded_run(tiny, form):
-  model, params = tiny
+def test_padding_with_prompt_equals_unpadded_run(tiny):
   tokens = _tokens()
-  prefix = (Prefix(hidden=_hidden(3)) if form == "hidden" else
-            Prefix(prompt=jax.random.normal(jax.random.PRNGKey(4), (3, CFG.hidden_size))))
+  prefix = Prefix(prompt=jax.random.normal(jax.random.PRNGKey(4), (3, CFG.hidden_size)))
   mask = np.ones((2, 7), bool)
   mask[1, 4:] = False
-  out = _run(model, params, tokens, prefix=prefix, mask=jnp.asarray(mask))
-  alone = _run(model, params, tokens[1:, :4], prefix=prefix)
+  out = _run(tiny, tokens, prefix=prefix, mask=jnp.asarray(mask))
+  alone = _run(tiny, tokens[1:, :4], prefix=prefix)
   np.testing.assert_allclose(out.hidden[1, :4], alone.hidden[0], atol=1e-5, rtol=0)
   np.testing.assert_allclose(out.logits[1], alone.logits[0], atol=1e-5, rtol=0)
   other = jnp.where(jnp.asarray(mask), tokens, (tokens + 7) % CFG.vocab_size)
-  out2 = _run(model, params, other, prefix=prefix, mask=jnp.asarray(mask))
+  out2 = _run(tiny, other, prefix=prefix, mask=jnp.asarray(mask))
   np.testing.assert_allclose(out2.logits, out.logits, atol=1e-6, rtol=0)
 
 
-def test_mean_pool_and_sentence_embedding(tiny):
-  model, params = tiny
+def test_mean_pool_and_sentence_embedding_with_padding(tiny):
+  model, params, _ = tiny
   hidden = np.random.RandomState(0).randn(2, 5, 3).astype(np.float32)
   mask = np.asarray([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
   np.testing.assert_allclose(bert.mean_pool(jnp.asarray(hidden), jnp.asarray(mask)),
                              [hidden[0, :3].mean(0), hidden[1].mean(0)], atol=1e-6, rtol=0)
-  tokens = _tokens()
-  emb = model.apply({"params": params}, tokens, prefix=Prefix(hidden=_hidden(2)),
-                    mask=jnp.asarray(mask[:, :5].repeat(2, 1)[:, :7]),
-                    method=type(model).sentence_embedding)
+  embed = jax.jit(functools.partial(model.apply, method=type(model).sentence_embedding))
+  tokens, prefix = _tokens(), Prefix(hidden=_hidden(4))
+  mask = np.ones((2, 7), bool)
+  mask[0, 3:] = False
+  emb = embed({"params": params}, tokens, prefix=prefix, mask=jnp.asarray(mask))
   np.testing.assert_allclose(np.linalg.norm(emb, axis=-1), 1.0, atol=1e-5)
+  # Padding is invisible: the padded row embeds like its 3 real tokens alone (row 1 = row 0).
+  short = jnp.concatenate([tokens[:1, :3], tokens[:1, :3]])
+  alone = embed({"params": params}, short, prefix=prefix)
+  np.testing.assert_allclose(emb[0], alone[0], atol=1e-5, rtol=0)
 
 
 def test_head_params_and_init_head():
@@ -161,30 +163,38 @@ def test_head_params_and_init_head():
   params = random_params(with_head)
   assert set(bert.HEAD_PARAMS) <= set(params)
   # A checkpoint without a head (e.g. all-MiniLM-L6-v2) plus a fresh head.
-  bare_cfg = CFG.replace(num_labels=0)
-  bare = random_params(build_model(bare_cfg))
+  bare = random_params(build_model(CFG.replace(num_labels=0)))
   assert not set(bert.HEAD_PARAMS) & set(bare)
   head = bert.init_head(CFG, jax.random.PRNGKey(0))
   assert jax.tree_util.tree_map(jnp.shape, head) == jax.tree_util.tree_map(
       jnp.shape, {k: params[k] for k in bert.HEAD_PARAMS})
-  full = {**bare, **head}
   tokens = _tokens()
-  prefix = Prefix(hidden=_hidden(2))
 
-  def loss(head_params, prefix):
+  def loss(head_params, prefix):  # trained together: the head and the prefix
     out = with_head.apply({"params": {**bare, **head_params}}, tokens, prefix=prefix)
     return jnp.sum(out.logits ** 2)
 
-  g_head, g_prefix = jax.grad(loss, argnums=(0, 1))(head, prefix)
+  g_head, g_prefix = jax.jit(jax.grad(loss, argnums=(0, 1)))(head, Prefix(hidden=_hidden(4)))
   assert np.abs(np.asarray(g_head["classifier"]["kernel"])).max() > 0
   assert np.abs(np.asarray(g_prefix.hidden)).max() > 0
-  # The encoder part is untouched by the head: same hidden states as the bare model.
-  np.testing.assert_array_equal(with_head.apply({"params": full}, tokens).hidden,
-                                build_model(bare_cfg).apply({"params": bare}, tokens).hidden)
+
+
+def test_vocab_init_kv_equals_projected_hidden_init(tiny):
+  """'vocab' init (the backbone's own activations of random tokens) in both forms: the kv init
+  is the hidden init pushed through W_k/W_v, as the hidden form's semantics require."""
+  model, params, _ = tiny
+  rng = jax.random.PRNGKey(3)
+  init = {m: init_prefix(PrefixSpec(method=m, length=3, init="vocab"), CFG, rng, model=model,
+                         backbone=params) for m in ("hidden", "kv")}
+  assert init["hidden"]["hidden"].shape == (CFG.num_layers, 3, CFG.hidden_size)
+  projected = model.apply({"params": params}, Prefix(hidden=init["hidden"]["hidden"]),
+                          method=type(model).prefix_to_kv)
+  np.testing.assert_allclose(init["kv"]["keys"], projected.keys, atol=1e-5, rtol=0)
+  np.testing.assert_allclose(init["kv"]["values"], projected.values, atol=1e-5, rtol=0)
 
 
 def test_bad_prefix_shapes_fail_before_compilation(tiny):
-  model, params = tiny
+  model, params, _ = tiny
   tokens = _tokens()
   apply = jax.jit(lambda p, pre: model.apply({"params": p}, tokens, prefix=pre))
   cases = [

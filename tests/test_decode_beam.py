@@ -15,13 +15,14 @@ V, N = 8, 3  # vocabulary and new tokens small enough to enumerate all V**N cont
 
 
 def _micro_model(seed=0):
-  """A llama with 8 tokens whose weights are large enough for peaked, tie-free logits."""
+  """A llama with 8 tokens, weights scaled up for clear, tie-free logits (but not so peaked
+  that greedy search finds the optimum)."""
   cfg = ModelConfig(arch="llama", vocab_size=V, hidden_size=16, num_layers=2, num_heads=2,
                     num_kv_heads=1, intermediate_size=32, max_positions=32)
   model = build_model(cfg)
   params = model.init(jax.random.PRNGKey(seed), jnp.zeros((1, 4), jnp.int32))["params"]
   params = jax.tree_util.tree_map_with_path(
-      lambda p, x: x if "scale" in jax.tree_util.keystr(p) else 40.0 * x, params)
+      lambda p, x: x if "scale" in jax.tree_util.keystr(p) else 5.0 * x, params)
   return cfg, model, params
 
 
@@ -35,8 +36,8 @@ def _exhaustive(model, params, inputs, mask, prefix, config):
   fmask = np.concatenate([np.repeat(np.asarray(mask), m, 0), np.ones((b * m, N), bool)], 1)
   if prefix is not None and prefix.batched:
     prefix = jax.tree_util.tree_map(lambda x: jnp.repeat(x, m, axis=0), prefix)
-  logits = model.apply({"params": params}, jnp.asarray(full), prefix=prefix,
-                       mask=jnp.asarray(fmask))
+  apply = jax.jit(lambda p, t, m, pre: model.apply({"params": p}, t, prefix=pre, mask=m))
+  logits = apply(params, jnp.asarray(full), jnp.asarray(fmask), prefix)
   logp = np.asarray(jax.nn.log_softmax(logits[:, s - 1:s - 1 + N], -1), np.float64)
   tok_logp = np.take_along_axis(logp, np.tile(conts, (b, 1))[..., None], -1)[..., 0]
   tok_logp = tok_logp.reshape(b, m, N)
@@ -84,6 +85,10 @@ def test_wide_beam_equals_exhaustive_search(config):
     np.testing.assert_array_equal(np.asarray(out.tokens[row, :len(seq)]), seq)
     assert (np.asarray(out.tokens[row, len(seq):]) == config.pad_id).all()
     np.testing.assert_allclose(float(out.scores[row]), score, atol=1e-4, rtol=0)
+  # The problem is not trivial: greedy search misses the optimum on some row.
+  greedy = greedy_search(model, params, inputs, mask, prefix, config=config)
+  assert any(tuple(np.asarray(greedy.tokens[row, :len(seq)])) != seq
+             for row, (seq, _) in enumerate(best))
 
 
 def test_min_length_and_banned_ids_are_respected():

@@ -44,8 +44,10 @@ def test_generate_dataset_writes_one_line_per_valid_example(tmp_path, monkeypatc
   kv_bank = model.apply({"params": params}, bank, method=type(model).prefix_to_kv)
   expected = []
   for batch in batches:
-    out = greedy_search(model, params, jnp.asarray(batch["inputs"]), jnp.asarray(batch["mask"]),
-                        kv_bank.gather(jnp.asarray(batch["task"])), config=config)
+    # Row 0 repeated fills a short batch (same shape as the first: no second compilation).
+    fill = lambda x: np.concatenate([x, np.repeat(x[:1], 2 - len(x), 0)])
+    out = greedy_search(model, params, fill(batch["inputs"]), fill(batch["mask"]),
+                        kv_bank.gather(jnp.asarray(fill(batch["task"]))), config=config)
     for row in np.flatnonzero(batch["valid"]):
       ids = np.asarray(out.tokens[row, :out.lengths[row]]).tolist()
       assert 7 not in ids and 8 not in ids
@@ -57,6 +59,10 @@ def test_generate_dataset_writes_one_line_per_valid_example(tmp_path, monkeypatc
   with pytest.raises(ValueError, match="'task'"):
     generate_dataset(model, params, None, batches, _WordTokenizer(), out_path=out_path,
                      config=config)
+
+
+def test_newline_ids_finds_line_breaks():
+  assert dataset.newline_ids(_WordTokenizer(), 12) == (9,)
 
 
 def test_atomic_write_replaces_whole_file(tmp_path):

@@ -242,3 +242,24 @@ def test_bad_prefix_shapes_fail_before_compilation(arch):
   too_long = Prefix(hidden=jnp.zeros((cfg.num_layers, 60, cfg.hidden_size)))
   with pytest.raises(PrefixShapeError, match=r"60 \+ sequence length 6 = 66 exceeds .* 64"):
     apply(params, too_long)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("form", ["hidden", "kv", "prompt"])
+def test_prefix_passed_with_a_cache_equals_uncached_run(arch, form):
+  """model.apply(prefix=..., cache=...) writes the prefix into the cache once; continuing
+  token by token gives the logits of the full uncached run."""
+  from prefix_jax.models import KVCache
+  cfg, model, params = tiny_model(arch)
+  tokens = _tokens(cfg, (2, 7))
+  hidden = _hidden(cfg, 3)
+  prefix = {"hidden": Prefix(hidden=hidden), "prompt": Prefix(prompt=hidden[0]),
+            "kv": _kv_by_hand(arch, cfg, params, hidden)}[form]
+  full = model.apply({"params": params}, tokens, prefix=prefix)
+  cache = KVCache.init(cfg, 2, 16)
+  first, cache = model.apply({"params": params}, tokens[:, :4], prefix=prefix, cache=cache)
+  outs = [first]
+  for t in range(4, 7):
+    out, cache = model.apply({"params": params}, tokens[:, t:t + 1], cache=cache)
+    outs.append(out)
+  np.testing.assert_allclose(jnp.concatenate(outs, 1), full, atol=1e-5, rtol=0)

@@ -18,7 +18,8 @@ def tiny_model(arch: str, seed: int = 0):
   """(cfg, model, params) with every parameter random (norm scales around 1)."""
   cfg = CONFIGS[arch]
   model = build_model(cfg)
-  params = model.init(jax.random.PRNGKey(seed), jnp.zeros((1, 4), jnp.int32))["params"]
+  # jit: an eager init dispatches every op on its own (seconds per architecture).
+  params = jax.jit(model.init)(jax.random.PRNGKey(seed), jnp.zeros((1, 4), jnp.int32))["params"]
   leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
   keys = jax.random.split(jax.random.PRNGKey(seed + 100), len(leaves))
   new = []

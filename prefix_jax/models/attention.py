@@ -101,17 +101,14 @@ def gather_keys(k: Array, v: Array, *, extra_k: Array | None, extra_v: Array | N
                 layer_cache: tuple[Array, Array] | None, cache_index: Array | None):
   """Returns the key/value sequence a layer attends over and the updated layer cache.
 
-  Without a cache: keys are `[extra_k ; k]` (prefix in front of the tokens).
-  With a cache: the tokens' k/v are written at `cache_index`; the cache (whose first slots
-  already hold any prefix) is the key sequence.
+  Keys are `[extra_k ; k]` (prefix in front of the tokens). With a cache they are written at
+  `cache_index` and the whole cache (earlier slots included) is the key sequence.
   """
+  if extra_k is not None:
+    b = k.shape[0]
+    k = jnp.concatenate([broadcast_batch(extra_k, b, 3).astype(k.dtype), k], axis=1)
+    v = jnp.concatenate([broadcast_batch(extra_v, b, 3).astype(v.dtype), v], axis=1)
   if layer_cache is not None:
     ck, cv = write_cache(*layer_cache, k, v, cache_index)
     return ck, cv, (ck, cv)
-  if extra_k is not None:
-    b = k.shape[0]
-    extra_k = broadcast_batch(extra_k, b, 3).astype(k.dtype)
-    extra_v = broadcast_batch(extra_v, b, 3).astype(v.dtype)
-    k = jnp.concatenate([extra_k, k], axis=1)
-    v = jnp.concatenate([extra_v, v], axis=1)
   return k, v, None

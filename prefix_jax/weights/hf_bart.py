@@ -85,4 +85,8 @@ def param_map(cfg: ModelConfig, names: set[str]):
   return m
 
 
-hf.register("bart", hf.HFArch(("bart",), config_from_hf, param_map))
+# Copies of a tied token table, and `shared`, which untied models keep but never use.
+IGNORED = hf.IGNORED_TENSORS + (r"^(model\.)?shared\.weight$",
+                                r"^(model\.)?(encoder|decoder)\.embed_tokens\.weight$")
+
+hf.register("bart", hf.HFArch(("bart",), config_from_hf, param_map, ignored=IGNORED))

@@ -1,13 +1,20 @@
 """HF BERT name map (BertModel, BertForSequenceClassification; names with or without 'bert.').
 
 Torch Linear weights are [out, in]; ours are [in, out]. Old checkpoints name LayerNorm params
-gamma/beta instead of weight/bias; both are read.
+gamma/beta instead of weight/bias; both are read. The pooler is loaded unless the config's
+architectures are all ones transformers builds without it (cfg.extra['pooler']).
 """
 from __future__ import annotations
 
+from prefix_jax.models.bert import has_pooler
 from prefix_jax.models.config import ModelConfig
 from prefix_jax.models.layers import ACTIVATIONS
 from prefix_jax.weights import hf
+
+
+# transformers builds these without a pooler (add_pooling_layer=False).
+NO_POOLER = ("BertForMaskedLM", "BertLMHeadModel", "BertForTokenClassification",
+             "BertForQuestionAnswering")
 
 
 def config_from_hf(raw: dict) -> ModelConfig:
@@ -20,6 +27,7 @@ def config_from_hf(raw: dict) -> ModelConfig:
   archs = raw.get("architectures") or []
   # Every HF config carries id2label; only a sequence-classification checkpoint has a head.
   has_head = any(a.endswith("ForSequenceClassification") for a in archs)
+  pooler = not archs or any(a not in NO_POOLER for a in archs)
   return ModelConfig(
       arch="bert", vocab_size=raw["vocab_size"], hidden_size=raw["hidden_size"],
       num_layers=raw["num_hidden_layers"], num_heads=raw["num_attention_heads"],
@@ -28,7 +36,7 @@ def config_from_hf(raw: dict) -> ModelConfig:
       type_vocab_size=raw.get("type_vocab_size", 2),
       num_labels=len(raw.get("id2label") or {}) if has_head else 0,
       pad_token_id=raw.get("pad_token_id"), bos_token_id=raw.get("bos_token_id"),
-      eos_token_id=raw.get("eos_token_id"))
+      eos_token_id=raw.get("eos_token_id"), extra={"pooler": pooler})
 
 
 def param_map(cfg: ModelConfig, names: set[str]):
@@ -58,10 +66,15 @@ def param_map(cfg: ModelConfig, names: set[str]):
     m += linear(src + "intermediate.dense", (dst, "mlp", "fc1"))
     m += linear(src + "output.dense", (dst, "mlp", "fc2"))
     m += norm(src + "output.LayerNorm", (dst, "mlp_norm"))
-  m += linear(pre + "pooler.dense", ("pooler",))
+  if has_pooler(cfg):
+    m += linear(pre + "pooler.dense", ("pooler",))
   if cfg.num_labels > 0:
     m += linear("classifier", ("classifier",))
   return m
 
 
-hf.register("bert", hf.HFArch(("bert",), config_from_hf, param_map))
+# Pre-training heads (masked LM, next sentence) of BertForPreTraining/ForMaskedLM checkpoints,
+# and a pooler the config does not use (Google's BertForMaskedLM checkpoints still carry one).
+IGNORED = hf.IGNORED_TENSORS + (r"^cls\.", r"^(bert\.)?pooler\.")
+
+hf.register("bert", hf.HFArch(("bert",), config_from_hf, param_map, ignored=IGNORED))

@@ -1,0 +1,62 @@
+"""Per-step constraints on the next-token distribution, and the beam length penalty.
+
+The constraint settings travel as traced arrays (`Rules`), so decoding with another EOS id,
+min length, banned list or penalty reuses the compiled loop; only the shapes (batch, source,
+`max_new_tokens`, `num_beams`) are static.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from prefix_jax.decode.config import DecodeConfig
+
+Array = jax.Array
+
+
+@struct.dataclass
+class Rules:
+  """The traced side of a `DecodeConfig`.
+
+  eos_id, pad_id, min_length: int32 scalars (eos_id -1: no EOS); banned: [V] bool;
+  length_penalty: float32 alpha; gnmt: bool, the penalty style.
+  """
+  eos_id: Array
+  pad_id: Array
+  min_length: Array
+  banned: Array
+  length_penalty: Array
+  gnmt: Array
+
+  @classmethod
+  def of(cls, config: DecodeConfig, vocab_size: int) -> "Rules":
+    banned = np.zeros(vocab_size, bool)
+    banned[list(config.banned_ids)] = True
+    eos = -1 if config.eos_id is None else config.eos_id
+    return cls(eos_id=jnp.int32(eos), pad_id=jnp.int32(config.pad_id),
+               min_length=jnp.int32(config.min_length), banned=jnp.asarray(banned),
+               length_penalty=jnp.float32(config.length_penalty),
+               gnmt=jnp.asarray(config.length_penalty_style == "gnmt"))
+
+  def is_eos(self, tokens: Array) -> Array:
+    return tokens == self.eos_id
+
+
+def constrain(logp: Array, step: Array, rules: Rules) -> Array:
+  """Sets banned ids, and EOS while `step < min_length`, to -inf in logp [..., V].
+
+  Applied to log-probabilities (after the softmax, as HF does): the allowed tokens keep
+  their model probabilities, they are not renormalized.
+  """
+  vocab = jnp.arange(logp.shape[-1])
+  off = rules.banned | ((vocab == rules.eos_id) & (step < rules.min_length))
+  return jnp.where(off, -jnp.inf, logp)
+
+
+def length_penalty(length: Array, rules: Rules) -> Array:
+  """The divisor of a hypothesis' log-probability; `length` counts tokens incl. EOS."""
+  length = jnp.asarray(length, jnp.float32)
+  base = jnp.where(rules.gnmt, (5.0 + length) / 6.0, length)
+  return base ** rules.length_penalty
