@@ -76,3 +76,19 @@ def lm_loss(prefix_params, backbone, batch, *, model, spec: PrefixSpec | None):
     prefix_at = batch["prefix_at"] if spec.placement == "infix" else None
   loss, total = model_loss(model, backbone, batch, prefix, prefix_at)
   return loss, {"loss": loss, "target_tokens": total}
+
+
+def classification_loss(prefix_params, backbone, batch, *, model, spec: PrefixSpec | None):
+  """Sequence classification with an encoder's head (P-tuning v2): batch `inputs` [B, T],
+  `mask` [B, T], `labels` [B] int, optional `weights` [B] (0 on padding rows). Train the head
+  together with the prefix by making its params trainable (`trainable_pattern`)."""
+  prefix = None if spec is None else prefix_for_batch(spec, model.cfg, prefix_params, batch)
+  out = model.apply({"params": backbone}, batch["inputs"], prefix=prefix, mask=batch["mask"])
+  weights = batch.get("weights", jnp.ones(batch["labels"].shape, jnp.float32))
+  ce = optax.softmax_cross_entropy_with_integer_labels(out.logits.astype(jnp.float32),
+                                                       batch["labels"])
+  total = jnp.sum(weights)
+  loss = jnp.sum(ce * weights) / jnp.maximum(total, 1.0)
+  accuracy = jnp.sum((jnp.argmax(out.logits, -1) == batch["labels"]) * weights) / jnp.maximum(
+      total, 1.0)
+  return loss, {"loss": loss, "target_tokens": total, "accuracy": accuracy}
