@@ -19,3 +19,12 @@ def shared_dir():
 def _quiet_tf_logs():
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   yield
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+  """An empty weights cache (PREFIX_JAX_CACHE) that the test must leave unwritten."""
+  folder = tmp_path / "cache"
+  monkeypatch.setenv("PREFIX_JAX_CACHE", str(folder))
+  yield folder
+  assert not folder.exists(), f"cache written: {list(folder.rglob('*'))}"

@@ -255,3 +255,13 @@ def test_bf16_compute_is_close_to_fp32():
   bf16 = build_model(cfg, jnp.bfloat16).apply({"params": backbone}, tokens)
   assert bf16.dtype == jnp.bfloat16
   np.testing.assert_allclose(np.asarray(bf16, np.float32), f32, atol=0.05, rtol=0.05)
+
+
+def test_batch_not_divisible_by_devices_exits_nonzero_with_one_line(tmp_path):
+  wd = tmp_path / "w"
+  proc = _run_subprocess(wd, "train.batch_size=6",
+                         env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+  out = proc.communicate(timeout=300)[0].decode()
+  assert proc.returncode == 2, out
+  assert "error: batch size 6 is not divisible by the device count 4" in out
+  assert not (wd / "checkpoints").exists()

@@ -11,14 +11,6 @@ from prefix_jax.weights import (MissingFileError, OfflineError, PickleRefusedErr
 
 
 @pytest.fixture
-def cache(tmp_path, monkeypatch):
-  folder = tmp_path / "cache"
-  monkeypatch.setenv("PREFIX_JAX_CACHE", str(folder))
-  yield folder
-  assert not folder.exists(), f"cache written: {list(folder.rglob('*'))}"
-
-
-@pytest.fixture
 def stories_copy(shared_dir, tmp_path):
   """A writable copy of stories260K.bin + tok512.bin."""
   src = shared_dir / "models" / "stories260K"

@@ -79,15 +79,6 @@ def vocab(stories):
   return tok.pieces, tok.scores
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-  """A fresh cache folder: loading local files must never write into it."""
-  folder = tmp_path / "cache"
-  monkeypatch.setenv("PREFIX_JAX_CACHE", str(folder))
-  yield folder
-  assert not folder.exists(), f"cache written: {list(folder.rglob('*'))}"
-
-
 def _tree_allclose(a, b, **kw):
   assert a.keys() == b.keys()
   for k in a:

@@ -44,14 +44,6 @@ def stories(shared_dir):
   return ckpt, load_pretrained(ckpt)
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-  folder = tmp_path / "cache"
-  monkeypatch.setenv("PREFIX_JAX_CACHE", str(folder))
-  yield folder
-  assert not folder.exists(), f"cache written: {list(folder.rglob('*'))}"
-
-
 def test_transformers_runs_converted_llama2c(tmp_path, stories):
   torch = pytest.importorskip("torch")
   transformers = pytest.importorskip("transformers")

@@ -21,9 +21,9 @@ import jax
 import jax.numpy as jnp
 
 from prefix_jax.decode import cache as kv
-from prefix_jax.decode.config import DecodeConfig, check_request
+from prefix_jax.decode.config import DecodeConfig
 from prefix_jax.decode.output import DecodeOutput
-from prefix_jax.decode.processors import Rules, constrain, length_penalty
+from prefix_jax.decode.processors import Rules, constrain, length_penalty, prepare_request
 from prefix_jax.prefixes.types import Prefix
 
 Array = jax.Array
@@ -39,11 +39,7 @@ def beam_search(model, backbone: dict, inputs: Array, mask: Array | None = None,
     `DecodeOutput` of the best hypothesis per example: tokens [B, max_new_tokens]; `scores`
     are length-penalized (see `DecodeConfig`), `logprobs` are not.
   """
-  size = check_request(model.cfg, config, inputs.shape, prefix,
-                       None if mask is None else mask.shape)
-  inputs = jnp.asarray(inputs, jnp.int32)
-  mask = jnp.ones(inputs.shape, bool) if mask is None else jnp.asarray(mask, bool)
-  rules = Rules.of(config, model.cfg.vocab_size)
+  inputs, mask, rules, size = prepare_request(model, config, inputs, mask, prefix)
   return _beam(model, backbone, inputs, mask, prefix, rules, k=config.num_beams,
                n=config.max_new_tokens, size=size)
 

@@ -7,9 +7,9 @@ import jax
 import jax.numpy as jnp
 
 from prefix_jax.decode import cache as kv
-from prefix_jax.decode.config import DecodeConfig, check_request
+from prefix_jax.decode.config import DecodeConfig
 from prefix_jax.decode.output import DecodeOutput
-from prefix_jax.decode.processors import Rules, constrain
+from prefix_jax.decode.processors import Rules, constrain, prepare_request
 from prefix_jax.prefixes.types import Prefix
 
 Array = jax.Array
@@ -29,11 +29,7 @@ def greedy_search(model, backbone: dict, inputs: Array, mask: Array | None = Non
   Returns:
     `DecodeOutput` with tokens [B, max_new_tokens].
   """
-  size = check_request(model.cfg, config, inputs.shape, prefix,
-                       None if mask is None else mask.shape)
-  inputs = jnp.asarray(inputs, jnp.int32)
-  mask = jnp.ones(inputs.shape, bool) if mask is None else jnp.asarray(mask, bool)
-  rules = Rules.of(config, model.cfg.vocab_size)
+  inputs, mask, rules, size = prepare_request(model, config, inputs, mask, prefix)
   return _greedy(model, backbone, inputs, mask, prefix, rules, n=config.max_new_tokens,
                  size=size)
 
