@@ -28,6 +28,7 @@ INSTALL_REQUIRES = [
 # this extra so that peft/transformers never pull a CUDA build.
 TEST_REQUIRES = [
     "pytest>=8",
+    "pytest-xdist>=3.5",
     "torch==2.13.0",
     "transformers>=4.46",
     "peft>=0.13",
