@@ -102,3 +102,17 @@ def test_logits_only_where_needed_give_the_same_loss_and_grads(arch):
   np.testing.assert_allclose(l1, l2, atol=1e-6, rtol=0)
   for a, b in zip(jax.tree_util.tree_leaves(g1), jax.tree_util.tree_leaves(g2)):
     np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
+
+
+def test_fused_linear_cross_entropy_equals_plain_loss_and_grads():
+  import optax
+  from prefix_jax.train.fused_ce import linear_cross_entropy
+  k = jax.random.split(jax.random.PRNGKey(0), 4)
+  h, w_head = jax.random.normal(k[0], (37, 16)), jax.random.normal(k[1], (50, 16))
+  t = jax.random.randint(k[2], (37,), 0, 50)
+  w = (jax.random.uniform(k[3], (37,)) > 0.3).astype(jnp.float32)
+  plain = lambda h, m: jnp.sum(w * optax.softmax_cross_entropy_with_integer_labels(h @ m.T, t))
+  fused = lambda h, m: linear_cross_entropy(h, m, t, w, 8)  # 37 rows: 5 chunks, last padded
+  np.testing.assert_allclose(fused(h, w_head), plain(h, w_head), rtol=1e-6)
+  for a, b in zip(jax.grad(plain, (0, 1))(h, w_head), jax.grad(fused, (0, 1))(h, w_head)):
+    np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)

@@ -99,5 +99,9 @@ class GPT2(DecoderLM):
   def final_norm_fn(self, x):
     return self.ln_f(x)
 
+  def unembedding(self):
+    """The LM head as a matrix [V, H]: tied to the token embeddings."""
+    return self.wte.embedding
+
   def unembed(self, x):
     return self.wte.attend(x)

@@ -98,6 +98,12 @@ class Llama(DecoderLM):
   def final_norm_fn(self, x):
     return self.final_norm(x)
 
+  def unembedding(self):
+    """The LM head as a matrix [V, H] (logits = x @ W.T)."""
+    if self.cfg.tie_embeddings:
+      return self.embed.embedding
+    return self.lm_head.variables["params"]["kernel"].T
+
   def unembed(self, x):
     if self.cfg.tie_embeddings:
       return self.embed.attend(x)

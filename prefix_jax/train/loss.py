@@ -7,6 +7,7 @@ import numpy as np
 import optax
 
 from prefix_jax.prefixes import PrefixSpec, materialize
+from prefix_jax.train.fused_ce import linear_cross_entropy
 
 Array = jax.Array
 
@@ -57,9 +58,16 @@ def model_loss(model, backbone, batch, prefix=None, prefix_at=None):
   hidden = model.apply({"params": backbone}, batch["inputs"], prefix=prefix, mask=batch["mask"],
                        prefix_at=prefix_at, return_hidden=True)
   pos = batch["loss_pos"]
-  logits = model.apply({"params": backbone}, _gather(hidden, pos), method=type(model).logits)
   weights = _gather(batch["weights"], pos) * batch["loss_valid"]
-  return token_cross_entropy(logits, _gather(batch["targets"], pos), weights)
+  hidden, targets = _gather(hidden, pos), _gather(batch["targets"], pos)
+  total = jnp.sum(weights)
+  if hasattr(model, "unembedding"):  # linear head: never materialize [B*K, V] logits
+    head = model.apply({"params": backbone}, method=type(model).unembedding)
+    loss_sum = linear_cross_entropy(hidden.reshape(-1, hidden.shape[-1]), head,
+                                    targets.reshape(-1), weights.reshape(-1))
+    return loss_sum / jnp.maximum(total, 1.0), total
+  logits = model.apply({"params": backbone}, hidden, method=type(model).logits)
+  return token_cross_entropy(logits, targets, weights)
 
 
 def lm_loss(prefix_params, backbone, batch, *, model, spec: PrefixSpec | None):
