@@ -1,4 +1,9 @@
-"""Prefill and per-step calls of a decoder backbone over a KV cache, and beam reordering."""
+"""Prefill and per-step calls over a KV cache, and beam reordering.
+
+Decoder-only LMs keep a `KVCache`. An encoder-decoder (BART) keeps a `Seq2SeqState`: the
+decoder's self-attention cache, the encoder memory, and the cross-attention prefix (every
+leaf but the cache index has a leading batch axis, so beams repeat and reorder rows alike).
+"""
 from __future__ import annotations
 
 import functools
@@ -6,10 +11,48 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from flax import struct
+
 from prefix_jax.models.decoder import KVCache
 from prefix_jax.prefixes.types import Prefix
 
 Array = jax.Array
+
+
+@struct.dataclass
+class Seq2SeqState:
+  cache: KVCache
+  memory: object          # bart.Memory: hidden [B, S', H], mask [B, S']
+  cross: Prefix | None    # cross-attention prefix, per example [B, ...]
+
+
+def is_seq2seq(model) -> bool:
+  return hasattr(model, "encode") and hasattr(model, "decode")
+
+
+def _per_example(prefix: Prefix | None, b: int) -> Prefix | None:
+  if prefix is None or prefix.batched:
+    return prefix
+  rows = lambda x: jnp.broadcast_to(x[None], (b, *x.shape))
+  return Prefix(hidden=None if prefix.hidden is None else rows(prefix.hidden),
+                keys=None if prefix.keys is None else rows(prefix.keys),
+                values=None if prefix.values is None else rows(prefix.values),
+                mask=prefix.valid(b))
+
+
+def _prefill_seq2seq(model, backbone, inputs, mask, prefix, size):
+  """Encodes the source once (encoder prefix), then feeds the decoder start token with the
+  decoder prefix written into the cache; the cross prefix is kept for every step."""
+  from prefix_jax.prefixes.seq2seq import Seq2SeqPrefix
+  cls, variables, b = type(model), {"params": backbone}, inputs.shape[0]
+  memory = model.apply(variables, inputs, prefix=prefix, src_mask=mask, method=cls.encode)
+  cache = cls.init_cache(model.cfg, b, size, dtype=model.dtype)
+  start = jnp.full((b, 1), model.cfg.decoder_start_token_id, jnp.int32)
+  cross = None if prefix is None else _per_example(prefix.cross, b)
+  first = None if prefix is None else Seq2SeqPrefix(decoder=prefix.decoder, cross=cross)
+  logits, cache = model.apply(variables, start, memory, prefix=first, cache=cache,
+                              method=cls.decode)
+  return logits[:, -1], Seq2SeqState(cache=cache, memory=memory, cross=cross)
 
 
 def prefill(model, backbone: dict, inputs: Array, mask: Array, prefix: Prefix | None,
@@ -20,6 +63,8 @@ def prefill(model, backbone: dict, inputs: Array, mask: Array, prefix: Prefix | 
   written into the first cache slots (once; later steps pass no prefix), a prompt prefix is
   part of the prefilled sequence. Returns the next-token logits [B, V] and the cache.
   """
+  if is_seq2seq(model):
+    return _prefill_seq2seq(model, backbone, inputs, mask, prefix, size)
   cache = KVCache.init(model.cfg, inputs.shape[0], size, dtype=model.dtype)
   logits, cache = model.apply({"params": backbone}, inputs, prefix=prefix, mask=mask,
                               cache=cache)
@@ -33,15 +78,26 @@ def prefix_kv(model, backbone: dict, prefix: Prefix) -> Prefix:
   return model.apply({"params": backbone}, prefix, method=type(model).prefix_to_kv)
 
 
-def step(model, backbone: dict, tokens: Array, cache: KVCache) -> tuple[Array, KVCache]:
-  """Feeds one token per row, tokens [B] -> next-token logits [B, V] and the cache."""
+def step(model, backbone: dict, tokens: Array, cache):
+  """Feeds one token per row, tokens [B] -> next-token logits [B, V] and the cache/state."""
+  if isinstance(cache, Seq2SeqState):
+    from prefix_jax.prefixes.seq2seq import Seq2SeqPrefix
+    state = cache
+    prefix = None if state.cross is None else Seq2SeqPrefix(cross=state.cross)
+    logits, new = model.apply({"params": backbone}, tokens[:, None], state.memory, prefix=prefix,
+                              cache=state.cache, method=type(model).decode)
+    return logits[:, 0], state.replace(cache=new)
   logits, cache = model.apply({"params": backbone}, tokens[:, None],
                               mask=jnp.ones((tokens.shape[0], 1), bool), cache=cache)
   return logits[:, 0], cache
 
 
-def _rows(cache: KVCache, fn) -> KVCache:
+def _rows(cache, fn):
   """Applies fn to the batch axis of every per-row array (not the shared `index`)."""
+  if isinstance(cache, Seq2SeqState):
+    return cache.replace(cache=_rows(cache.cache, fn),
+                         memory=jax.tree_util.tree_map(fn, cache.memory),
+                         cross=jax.tree_util.tree_map(fn, cache.cross))
   return cache.replace(keys=tuple(fn(k) for k in cache.keys),
                        values=tuple(fn(v) for v in cache.values),
                        pos=fn(cache.pos), valid=fn(cache.valid))

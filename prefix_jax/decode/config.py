@@ -56,6 +56,24 @@ PAPER = DecodeConfig(max_new_tokens=100, num_beams=5)
 XSUM = DecodeConfig(max_new_tokens=62, num_beams=6, min_length=11, length_penalty=1.0)
 
 
+def _check_inputs(cfg: ModelConfig, config: DecodeConfig, inputs_shape: tuple,
+                  mask_shape: tuple | None) -> tuple[int, int]:
+  if len(inputs_shape) != 2:
+    raise ValueError(f"inputs must be [B, S], got shape {tuple(inputs_shape)}")
+  b, s = inputs_shape
+  if mask_shape is not None and tuple(mask_shape) != (b, s):
+    raise ValueError(f"mask shape {tuple(mask_shape)} != inputs shape {(b, s)}")
+  if s <= 0:
+    raise ValueError("inputs must hold at least one token per row (S >= 1)")
+  for name, ids in (("banned_ids", config.banned_ids),
+                    ("eos_id", () if config.eos_id is None else (config.eos_id,)),
+                    ("pad_id", (config.pad_id,))):
+    bad = [i for i in ids if not 0 <= i < cfg.vocab_size]
+    if bad:
+      raise ValueError(f"{name} {bad} outside the vocabulary [0, {cfg.vocab_size})")
+  return b, s
+
+
 def check_request(cfg: ModelConfig, config: DecodeConfig, inputs_shape: tuple,
                   prefix: Prefix | None, mask_shape: tuple | None = None) -> int:
   """Raises a one-line ValueError for a request that cannot run; returns the cache size.
@@ -65,23 +83,35 @@ def check_request(cfg: ModelConfig, config: DecodeConfig, inputs_shape: tuple,
   if prefix is not None and not isinstance(prefix, Prefix):
     raise TypeError(f"prefix must be a materialized Prefix or None, got {type(prefix).__name__} "
                     "(run prefixes.fold_reparam / materialize first: no MLP at decode time)")
-  if len(inputs_shape) != 2:
-    raise ValueError(f"inputs must be [B, S], got shape {tuple(inputs_shape)}")
-  b, s = inputs_shape
-  if mask_shape is not None and tuple(mask_shape) != (b, s):
-    raise ValueError(f"mask shape {tuple(mask_shape)} != inputs shape {(b, s)}")
-  if s <= 0:
-    raise ValueError("inputs must hold at least one token per row (S >= 1)")
+  _, s = _check_inputs(cfg, config, inputs_shape, mask_shape)
   lp = 0 if prefix is None else prefix.length
   total = s + lp + config.max_new_tokens
   if total > cfg.max_positions:
     raise ValueError(f"source length {s} + prefix length {lp} + max_new_tokens "
                      f"{config.max_new_tokens} = {total} exceeds the model's max_positions "
                      f"{cfg.max_positions}")
-  for name, ids in (("banned_ids", config.banned_ids),
-                    ("eos_id", () if config.eos_id is None else (config.eos_id,)),
-                    ("pad_id", (config.pad_id,))):
-    bad = [i for i in ids if not 0 <= i < cfg.vocab_size]
-    if bad:
-      raise ValueError(f"{name} {bad} outside the vocabulary [0, {cfg.vocab_size})")
   return s + lp + config.max_new_tokens - 1
+
+
+def check_seq2seq_request(cfg: ModelConfig, config: DecodeConfig, inputs_shape: tuple,
+                          prefix, mask_shape: tuple | None = None) -> int:
+  """As `check_request` for an encoder-decoder; returns the decoder cache size (decoder
+  prefix slots + the start token + every generated token but the last)."""
+  from prefix_jax.prefixes.seq2seq import Seq2SeqPrefix
+  if prefix is not None and not isinstance(prefix, Seq2SeqPrefix):
+    raise TypeError(f"an encoder-decoder takes a materialized Seq2SeqPrefix or None, got "
+                    f"{type(prefix).__name__}")
+  if cfg.decoder_start_token_id is None:
+    raise ValueError("the model config has no decoder_start_token_id")
+  _, s = _check_inputs(cfg, config, inputs_shape, mask_shape)
+  part_len = lambda p: 0 if prefix is None or getattr(prefix, p) is None else getattr(
+      prefix, p).length
+  if s + part_len("encoder") > cfg.max_positions:
+    raise ValueError(f"source length {s} + encoder prefix length {part_len('encoder')} exceeds "
+                     f"the model's max_positions {cfg.max_positions}")
+  size = part_len("decoder") + config.max_new_tokens
+  if size > cfg.max_positions:
+    raise ValueError(f"decoder prefix length {part_len('decoder')} + max_new_tokens "
+                     f"{config.max_new_tokens} = {size} exceeds the model's max_positions "
+                     f"{cfg.max_positions}")
+  return size

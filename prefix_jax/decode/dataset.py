@@ -64,9 +64,9 @@ def generate_dataset(model, backbone: dict, prefix: Prefix | None, batches: Iter
   Each distinct [B, S] compiles once: bucket source lengths upstream. A batch smaller than
   the first is padded with invalid rows to the first's size.
   """
-  if prefix is not None and prefix.form == "hidden":
+  if isinstance(prefix, Prefix) and prefix.form == "hidden":
     prefix = prefix_kv(model, backbone, prefix)
-  bank = prefix is not None and prefix.batched
+  bank = isinstance(prefix, Prefix) and prefix.batched
   total = len(batches) if hasattr(batches, "__len__") else None
   predictions = []
   width = None  # pad short (last) batches to the first batch size: no recompilation

@@ -65,9 +65,10 @@ def length_penalty(length: Array, rules: Rules) -> Array:
 def prepare_request(model, config: DecodeConfig, inputs, mask, prefix):
   """Validates a decode request (one-line errors before compiling) and returns
   (inputs int32 [B, S], mask bool [B, S], rules, cache size)."""
-  from prefix_jax.decode.config import check_request
-  size = check_request(model.cfg, config, inputs.shape, prefix,
-                       None if mask is None else mask.shape)
+  from prefix_jax.decode.cache import is_seq2seq
+  from prefix_jax.decode.config import check_request, check_seq2seq_request
+  check = check_seq2seq_request if is_seq2seq(model) else check_request
+  size = check(model.cfg, config, inputs.shape, prefix, None if mask is None else mask.shape)
   inputs = jnp.asarray(inputs, jnp.int32)
   mask = jnp.ones(inputs.shape, bool) if mask is None else jnp.asarray(mask, bool)
   return inputs, mask, Rules.of(config, model.cfg.vocab_size), size

@@ -66,14 +66,10 @@ def _encode_pairs(config, tokenizer, cfg, split, lowdata=None, limit=0):
                                   max_target_length=config.data.max_target_len)
 
 
-def buckets(config, enc) -> tuple[int, ...] | None:
-  """Padded lengths: multiples of `data.bucket_size` (0: powers of two). Finer buckets pad
-  less but compile one step per length seen."""
-  step = config.data.bucket_size
-  if not step:
-    return None
-  longest = int(enc.lengths.max())
-  return tuple(range(step, longest + step, step))
+def buckets(config, enc) -> tuple[int, ...]:
+  """Padded lengths: multiples of `data.bucket_size`. Finer buckets pad less but compile one
+  step per length seen."""
+  return data_lib.default_buckets(int(enc.lengths.max()), config.data.bucket_size)
 
 
 def train_iterator(config, tokenizer, cfg, process_index: int = 0, process_count: int = 1):

@@ -50,6 +50,8 @@ def validate_config(config) -> None:
   if t.num_steps < 0 or t.num_epochs < 0 or (t.num_steps == 0 and t.num_epochs == 0):
     raise ConfigError(f"set train.num_steps or train.num_epochs > 0 (got {t.num_steps}, "
                       f"{t.num_epochs})")
+  if config.data.bucket_size <= 0:
+    raise ConfigError(f"data.bucket_size must be > 0, got {config.data.bucket_size}")
   if config.optim.learning_rate <= 0:
     raise ConfigError(f"optim.learning_rate must be > 0, got {config.optim.learning_rate}")
   if config.dtype not in ("float32", "bfloat16"):
