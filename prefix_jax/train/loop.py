@@ -169,7 +169,9 @@ def train_and_evaluate(config, workdir) -> dict:
       weight += float(m["target_tokens"])
     return total / max(weight, 1.0)
 
-  status, t_last, tokens_since = "completed", time.time(), 0.0
+  status, t_last, tokens_since, loss_sum, loss_n = "completed", time.time(), 0.0, 0.0, 0
+  if restored is None and config.train.eval_every and eval_batches:
+    logger.write(0, "eval", {"loss": evaluate()})  # the starting point
   try:
     while int(state.step) < total_steps:
       step = int(state.step)
@@ -185,12 +187,14 @@ def train_and_evaluate(config, workdir) -> dict:
         raise TrainingDiverged(f"loss is {loss} at step {step}; stopped without saving "
                                f"(last good checkpoint: step {last} in {workdir})")
       tokens_since += float(metrics["target_tokens"])
+      loss_sum, loss_n = loss_sum + loss, loss_n + 1
       logger.advance()
       if step % config.train.log_every == 0 or step == total_steps:
-        now = time.time()
-        logger.write(step, "train", {"loss": loss, "grad_norm": float(metrics["grad_norm"]),
+        now = time.time()  # loss: mean over the steps since the last log line
+        logger.write(step, "train", {"loss": loss_sum / loss_n,
+                                     "grad_norm": float(metrics["grad_norm"]),
                                      "tokens_per_s": tokens_since / max(now - t_last, 1e-9)})
-        t_last, tokens_since = now, 0.0
+        t_last, tokens_since, loss_sum, loss_n = now, 0.0, 0.0, 0
       if config.train.eval_every and step % config.train.eval_every == 0 and eval_batches:
         eval_loss = evaluate()
         logger.write(step, "eval", {"loss": eval_loss})
