@@ -94,7 +94,7 @@ def test_logits_only_where_needed_give_the_same_loss_and_grads(arch):
   prefix = init_prefix(spec, cfg, jax.random.PRNGKey(2))
   batch = memorization_batch(cfg, b=3, t=12, src=5)
   batch["weights"] = batch["weights"].at[1, 8:].set(0.0).at[2, :7].set(0.0)
-  sparse = add_loss_positions({k: np.asarray(v) for k, v in batch.items()})
+  sparse = add_loss_positions({k: np.asarray(v) for k, v in batch.items()}, multiple=4)
   assert sparse["loss_pos"].shape == (3, 8)  # 8 target tokens at most -> K = 8 < T = 12
   loss_fn = functools.partial(lm_loss, model=model, spec=spec)
   (l1, _), g1 = jax.value_and_grad(loss_fn, has_aux=True)(prefix, backbone, batch)

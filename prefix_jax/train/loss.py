@@ -28,14 +28,14 @@ def prefix_for_batch(spec: PrefixSpec, cfg, prefix_params, batch):
   return prefix
 
 
-def add_loss_positions(batch: dict, min_window: int = 8) -> dict:
+def add_loss_positions(batch: dict, multiple: int = 16) -> dict:
   """Adds `loss_pos` int32 [B, K] / `loss_valid` bool [B, K]: the positions whose logits the
-  loss needs (weights > 0), K = the next power of two >= the most per row (<= T). Host-side
-  numpy, so K is a static shape: logits are computed for [B, K] instead of [B, T]."""
+  loss needs (weights > 0), K = the most per row rounded up to a multiple of `multiple` (<= T).
+  Host-side numpy, so K is a static shape: logits are computed for [B, K] instead of [B, T]."""
   weights = np.asarray(batch["weights"])
   b, t = weights.shape
   counts = (weights > 0).sum(-1)
-  k = min(t, max(min_window, 1 << int(max(int(counts.max()), 1) - 1).bit_length()))
+  k = min(t, -(-max(int(counts.max()), 1) // multiple) * multiple)
   pos = np.zeros((b, k), np.int32)
   valid = np.zeros((b, k), bool)
   for i in range(b):
