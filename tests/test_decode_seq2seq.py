@@ -1,6 +1,5 @@
 """BART generation: the encoder runs once, the decoder prefix enters the cache once, the cross
 prefix is attended at every step; cached decoding equals uncached argmax decoding."""
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -9,7 +8,7 @@ from prefix_jax.decode import DecodeConfig, beam_search, greedy_search
 from prefix_jax.models import build_model
 from prefix_jax.prefixes import Prefix
 from prefix_jax.prefixes.seq2seq import Seq2SeqPrefix
-from test_bart_prefix import CFG, LAYERS, LP, _kv
+from test_bart_prefix import CFG, _kv
 from test_bert_prefix import random_params
 
 
