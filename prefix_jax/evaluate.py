@@ -12,17 +12,14 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from prefix_jax.decode import DecodeConfig, generate_dataset
+from prefix_jax.decode.dataset import newline_ids
 from prefix_jax.models import build_model
 from prefix_jax.prefixes import materialize
 
 
-def decode_config(config, tokenizer) -> DecodeConfig:
+def decode_config(config, tokenizer, vocab_size: int) -> DecodeConfig:
   d = config.decode
-  banned = ()
-  if d.ban_newlines and hasattr(tokenizer, "encode"):
-    banned = tuple(sorted({i for i in tokenizer.encode("\n") + tokenizer.encode(" \n")
-                           if tokenizer.decode([i]).strip() == ""
-                           and "\n" in tokenizer.decode([i])}))
+  banned = newline_ids(tokenizer, vocab_size) if d.ban_newlines else ()
   return DecodeConfig(max_new_tokens=d.max_new_tokens, num_beams=d.beam_size,
                       min_length=d.min_length, eos_id=tokenizer.eos_id,
                       pad_id=tokenizer.pad_id if tokenizer.pad_id is not None else 0,
@@ -50,7 +47,7 @@ def evaluate_workdir(config, workdir, *, prefix_file=None, split: str | None = N
   if prefix is None or not prefix.batched:  # task ids matter only for a prefix bank
     batches = [{k: v for k, v in b.items() if k != "task"} for b in batches]
   preds = generate_dataset(model, backbone, prefix, batches, tokenizer,
-                           out_path=workdir / out_name, config=decode_config(config, tokenizer))
+                           out_path=workdir / out_name, config=decode_config(config, tokenizer, cfg.vocab_size))
   scores = metrics.score(config.task, preds, refs, **extra)
   metrics.write_scores(workdir / scores_name, scores)
   return dict(scores)

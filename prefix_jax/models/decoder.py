@@ -209,9 +209,7 @@ class DecoderLM(nn.Module):
     lp = prefix.length
     hidden = prefix.hidden if prefix.batched else prefix.hidden[None]
     b = hidden.shape[0]
-    valid = prefix.valid(b)
-    pos = jnp.cumsum(valid.astype(jnp.int32), -1) - 1
-    pos = jnp.where(valid, pos, jnp.arange(lp)[None])
+    pos = jnp.broadcast_to(jnp.arange(lp), (b, lp))  # real slots come first (Prefix.mask)
     keys, values = [], []
     for l, block in enumerate(self.blocks):
       k, v = block.prefix_kv(hidden[:, l], pos)

@@ -28,7 +28,8 @@ from prefix_jax.train.export import backbone_signature, export_prefix
 from prefix_jax.train.logger import MetricLogger, plot_curves
 from prefix_jax.train.loss import lm_loss
 from prefix_jax.train.optim import build_optimizer
-from prefix_jax.train.step import init_state, make_train_step, split_backbone
+from prefix_jax.train.step import (init_state, make_train_step, merge_backbone,
+                                   split_backbone)
 
 
 class TrainingDiverged(RuntimeError):
@@ -94,10 +95,6 @@ class _Preemption:
     signal.signal(signal.SIGTERM, self._old)
 
 
-def _loss_fn(model, spec):
-  return functools.partial(lm_loss, model=model, spec=spec)
-
-
 def train_and_evaluate(config, workdir) -> dict:
   """Trains (resuming from the latest checkpoint in workdir) and returns a summary dict."""
   workdir = Path(workdir)
@@ -145,7 +142,7 @@ def train_and_evaluate(config, workdir) -> dict:
   frozen_sh = mesh_lib.backbone_shardings(frozen, mesh, config.train.fsdp)
   frozen = jax.device_put(frozen, frozen_sh)
   state = jax.device_put(state, repl)
-  loss_fn = _loss_fn(model, spec)
+  loss_fn = functools.partial(lm_loss, model=model, spec=spec)
   step_fn = jax.jit(make_train_step(loss_fn, optimizer, config.train.accum_steps),
                     in_shardings=(repl, frozen_sh, mesh_lib.batch_sharding(mesh), repl),
                     out_shardings=(repl, repl), donate_argnums=(0,))
@@ -164,7 +161,8 @@ def train_and_evaluate(config, workdir) -> dict:
   def evaluate() -> float:
     total, weight = 0.0, 0.0
     for batch in eval_batches:
-      loss, m = eval_fn(state.trainable["prefix"], _merged(frozen, state), batch)
+      backbone_now = merge_backbone(frozen, state.trainable["backbone"])
+      loss, m = eval_fn(state.trainable["prefix"], backbone_now, batch)
       total += float(loss) * float(m["target_tokens"])
       weight += float(m["target_tokens"])
     return total / max(weight, 1.0)
@@ -244,8 +242,3 @@ def _test_signal_hook(step: int) -> None:
     if os.environ.get(var) == str(step):
       os.kill(os.getpid(), sig)
       time.sleep(0.1)  # let the handler run before the loop checks the flag
-
-
-def _merged(frozen, state):
-  from prefix_jax.train.step import merge_backbone
-  return merge_backbone(frozen, state.trainable["backbone"])
