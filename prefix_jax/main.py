@@ -15,6 +15,7 @@ from ml_collections import config_flags
 
 # Errors that mean "bad input": one line, exit 2, nothing on disk touched.
 def user_errors():
+  from prefix_jax.data.batching import PackingError
   from prefix_jax.data.sources import DataUnavailableError
   from prefix_jax.prefixes import PrefixShapeError
   from prefix_jax.train.checkpoint import WorkdirError
@@ -24,7 +25,7 @@ def user_errors():
   from prefix_jax.train.optim import OptimConfigError
   from prefix_jax.weights.errors import WeightsError
   return (ConfigError, WorkdirError, PrefixShapeError, MeshConfigError, OptimConfigError,
-          WeightsError, DataUnavailableError, PrefixFileError, FileNotFoundError)
+          WeightsError, DataUnavailableError, PrefixFileError, PackingError, FileNotFoundError)
 
 
 def run(config, workdir, evaluate: bool = True) -> dict:

@@ -130,6 +130,29 @@ def test_eight_devices_equal_one_device(tmp_path, shared_dir):
     np.testing.assert_allclose(x, y, atol=1e-5, rtol=0)
 
 
+def test_packed_rows_train_the_same_prefix_as_padded_rows(tmp_path, shared_dir):
+  """Packing (2 devices, rows rounded to them) changes the layout of a step, not its examples:
+  the trained prefix equals the padded-rows run's."""
+  padded = tmp_path / "padded"
+  train_and_evaluate(tiny_config(E2E, **{"train.num_steps": 3}), padded)
+  wd = tmp_path / "packed"
+  env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  proc = _run_subprocess(wd, "train.num_steps=3", "data.pack_length=64", env=env)
+  out = proc.communicate(timeout=300)[0].decode()
+  assert proc.returncode == 0, out
+  a, b = _prefix_arrays(padded), _prefix_arrays(wd)
+  moved = max(float(np.abs(x - y).max()) for x, y in zip(
+      jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(_prefix_arrays_init(padded))))
+  assert moved > 1e-4  # training moved the prefix, so equality below is informative
+  for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    np.testing.assert_allclose(x, y, atol=2e-5, rtol=0)
+
+
+def _prefix_arrays_init(workdir):
+  _, params, _ = load_prefix(Path(workdir) / "prefix_init.safetensors")
+  return jax.tree_util.tree_map(np.asarray, params)
+
+
 CONFIGS = sorted(glob.glob(str(ROOT / "configs" / "*.py")))
 
 
@@ -149,11 +172,22 @@ def test_every_config_parses_and_runs_one_step(path, tmp_path, shared_dir):
     ({"train.batch_size": 0}, "train.batch_size must be a positive int, got 0"),
     ({"optim.learning_rate": -1.0}, "optim.learning_rate must be > 0, got -1.0"),
     ({"train.batch_size": 6, "train.accum_steps": 4}, "not divisible by train.accum_steps"),
+    ({"data.pack_length": -4}, "data.pack_length must be an int >= 0"),
+    ({"data.pack_length": 64, "prefix.placement": "infix"}, "an infix .* needs one example per"),
 ])
 def test_bad_config_values_fail_with_one_line(override, message, tmp_path):
   with pytest.raises(ConfigError, match=message):
     train_and_evaluate(tiny_config(E2E, **override), tmp_path / "run")
   assert not (tmp_path / "run").exists()
+
+
+def test_examples_longer_than_packed_rows_fail_with_one_line(tmp_path):
+  wd = tmp_path / "w"
+  proc = _run_subprocess(wd, "data.pack_length=8")
+  out = proc.communicate(timeout=300)[0].decode()
+  assert proc.returncode == 2, out
+  assert "more than the packed row length 8 (data.pack_length)" in out.splitlines()[-1]
+  assert not (wd / "checkpoints").exists()
 
 
 def test_workdir_of_a_different_prefix_is_refused_untouched(uninterrupted):

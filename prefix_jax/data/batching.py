@@ -1,6 +1,7 @@
 """Padding token rows into fixed-shape numpy batches, with lengths rounded up to buckets.
 
 Bucketing bounds recompilation: a jitted step sees at most `len(buckets)` shapes [B, T].
+Packing (`pack_segments`) instead puts several examples in each row of a fixed length.
 """
 from __future__ import annotations
 
@@ -67,6 +68,85 @@ def pack_train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
     batch["prefix_at"][i] = off + len(src)
     batch["task"][i] = tasks[i]
     batch["valid"][i] = True
+  return batch
+
+
+class PackingError(ValueError):
+  """Examples that cannot be packed as asked (one longer than a row)."""
+
+
+def first_fit_rows(lengths: Sequence[int], length: int) -> list[list[int]]:
+  """Assigns items of `lengths` to rows of capacity `length`: first fit, longest first (ties
+  in index order, so the result is a pure function of the input). Returns item indices per
+  row, each row in index order."""
+  order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+  rows: list[list[int]] = []
+  room: list[int] = []
+  for i in order:
+    n = lengths[i]
+    if n > length:
+      raise PackingError(f"example {i} has {n} input tokens, more than the packed row length "
+                         f"{length}")
+    for r, free in enumerate(room):
+      if n <= free:
+        rows[r].append(i)
+        room[r] -= n
+        break
+    else:
+      rows.append([i])
+      room.append(length - n)
+  return [sorted(r) for r in rows]
+
+
+def packed_row_count(num_rows: int, multiple: int) -> int:
+  """`num_rows` rounded up to a multiple of `multiple` (devices x accumulation steps)."""
+  return -(-max(num_rows, 1) // multiple) * multiple
+
+
+def pack_segments(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
+                  tasks: Sequence[int], *, length: int, pad_id: int,
+                  row_multiple: int = 1) -> dict[str, np.ndarray]:
+  """Several examples per row (packing), for training without padding waste.
+
+  Examples are placed by `first_fit_rows`; only examples of the same task share a row, so a
+  row's prefix is its task's. The row count R is what the examples need, rounded up to
+  `row_multiple`. Same keys as `pack_train`, shapes [R, T] / [R], plus `segments` int32
+  [R, T] (1, 2, ... per example of a row, 0 on padding; the model keeps examples apart by it
+  and restarts positions at each) and `num_examples` int32 [R] (examples per row).
+  `prefix_at` is 0 (packing serves prefix placement only).
+  """
+  lengths = [len(s) + len(t) - 1 for s, t in zip(sources, targets)]
+  rows: list[tuple[int, list[int]]] = []
+  for task in sorted(set(int(k) for k in tasks)):
+    members = [i for i, k in enumerate(tasks) if int(k) == task]
+    for row in first_fit_rows([lengths[i] for i in members], length):
+      rows.append((task, [members[j] for j in row]))
+  r, t = packed_row_count(len(rows), row_multiple), length
+  batch = {
+      "inputs": np.full((r, t), pad_id, np.int32),
+      "targets": np.full((r, t), pad_id, np.int32),
+      "weights": np.zeros((r, t), np.float32),
+      "mask": np.zeros((r, t), bool),
+      "segments": np.zeros((r, t), np.int32),
+      "prefix_at": np.zeros((r,), np.int32),
+      "task": np.zeros((r,), np.int32),
+      "valid": np.zeros((r,), bool),
+      "num_examples": np.zeros((r,), np.int32),
+  }
+  for row, (task, members) in enumerate(rows):
+    off = 0
+    for seg, i in enumerate(members, start=1):
+      full = np.concatenate([sources[i], targets[i]])
+      n = len(full) - 1
+      batch["inputs"][row, off:off + n] = full[:-1]
+      batch["targets"][row, off:off + n] = full[1:]
+      batch["weights"][row, off + len(sources[i]) - 1:off + n] = 1.0
+      batch["mask"][row, off:off + n] = True
+      batch["segments"][row, off:off + n] = seg
+      off += n
+    batch["task"][row] = task
+    batch["valid"][row] = True
+    batch["num_examples"][row] = len(members)
   return batch
 
 

@@ -22,12 +22,18 @@ class TrainIterator:
   and every host pads to the same bucketed length T. `drop_remainder=False` yields the last
   short global batch with invalid rows (`valid` False, zero weights). `num_epochs=None` loops
   forever.
+
+  `pack_length` > 0 packs instead (`batching.pack_segments`): the G examples of a global batch
+  go into rows of that length, as few as fit, rounded up to `row_multiple * process_count`
+  (`row_multiple`: local devices x accumulation steps); host i takes its share of the rows.
+  A step still trains on the same G examples; only the padding is gone.
   """
 
   def __init__(self, data: Encoded, *, batch_size: int, pad_id: int, seed: int = 0,
                shuffle: bool = True, num_epochs: int | None = None, drop_remainder: bool = True,
                buckets: Sequence[int] | None = None, padding_side: str = "right",
-               process_index: int = 0, process_count: int = 1):
+               process_index: int = 0, process_count: int = 1, pack_length: int = 0,
+               row_multiple: int = 1):
     if not 0 <= process_index < process_count:
       raise ValueError(f"process_index {process_index} not in [0, {process_count})")
     self._data = data
@@ -45,6 +51,13 @@ class TrainIterator:
     self._buckets = tuple(buckets) if buckets else batching.default_buckets(
         int(self._lengths.max()))
     self._padding_side = padding_side
+    if pack_length < 0 or row_multiple < 1:
+      raise ValueError(f"pack_length must be >= 0 and row_multiple >= 1, got {pack_length}, "
+                       f"{row_multiple}")
+    if pack_length and int(self._lengths.max()) > pack_length:
+      raise batching.PackingError(f"an example has {int(self._lengths.max())} input tokens, more than "
+                                  f"the packed row length {pack_length} (data.pack_length)")
+    self._pack_length, self._row_multiple = pack_length, row_multiple
     self._pi, self._pc = process_index, process_count
     self._epoch, self._step = 0, 0
     self._order_cache: tuple[int, np.ndarray] | None = None
@@ -84,6 +97,9 @@ class TrainIterator:
       raise StopIteration
     order = self._order(self._epoch)
     glob = order[self._step * self._global_b:(self._step + 1) * self._global_b]
+    self._step += 1
+    if self._pack_length:
+      return self._packed(glob)
     length = batching.bucket_length(int(self._lengths[glob].max()), self._buckets)
     local = glob[self._pi * self.batch_size:(self._pi + 1) * self.batch_size]
     d = self._data
@@ -91,8 +107,17 @@ class TrainIterator:
                                 [int(d.task[i]) for i in local], batch_size=self.batch_size,
                                 length=length, pad_id=self._pad_id,
                                 padding_side=self._padding_side)
-    self._step += 1
     return batch
+
+  def _packed(self, glob: np.ndarray) -> dict[str, np.ndarray]:
+    """The whole global batch packed (identically on every host), then this host's rows."""
+    d = self._data
+    batch = batching.pack_segments(
+        [d.source[i] for i in glob], [d.target[i] for i in glob],
+        [int(d.task[i]) for i in glob], length=self._pack_length, pad_id=self._pad_id,
+        row_multiple=self._row_multiple * self._pc)
+    share = len(batch["valid"]) // self._pc
+    return {k: v[self._pi * share:(self._pi + 1) * share] for k, v in batch.items()}
 
   @property
   def epoch(self) -> int:

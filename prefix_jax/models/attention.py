@@ -11,7 +11,9 @@ This single rule covers all the cases the codebase needs:
   * an *infix* (prefix between source and target) sits at positions `src .. src+Lp-1`, so the
     source does not see it and the target does, whatever its physical place in the key axis;
   * padding (left or right) and unused prefix slots in a padded prefix bank are invalid keys;
-  * a decoding KV cache is just keys with positions and valid flags, slots filled over time.
+  * a decoding KV cache is just keys with positions and valid flags, slots filled over time;
+  * packed rows (several examples in one row) add *segment ids*: a query sees a key of its own
+    segment, or a key of segment -1 (the prefix, shared by every example of the row).
 Softmax is permutation invariant over keys, so the prefix keys can always be concatenated in
 front of the token keys (or written into the first cache slots).
 """
@@ -23,9 +25,15 @@ import jax.numpy as jnp
 Array = jax.Array
 
 
-def causal_mask(query_pos: Array, key_pos: Array, key_valid: Array) -> Array:
-  """Boolean mask [B, T, S] from query positions [B, T], key positions/valid [B, S]."""
-  return key_valid[:, None, :] & (key_pos[:, None, :] <= query_pos[:, :, None])
+def causal_mask(query_pos: Array, key_pos: Array, key_valid: Array,
+                query_seg: Array | None = None, key_seg: Array | None = None) -> Array:
+  """Boolean mask [B, T, S] from query positions [B, T], key positions/valid [B, S], and
+  optionally segment ids of packed rows (query [B, T], key [B, S]; -1 on prefix slots)."""
+  mask = key_valid[:, None, :] & (key_pos[:, None, :] <= query_pos[:, :, None])
+  if query_seg is not None:
+    ks = key_seg[:, None, :]
+    mask = mask & ((ks == query_seg[:, :, None]) | (ks < 0))
+  return mask
 
 
 def bidirectional_mask(query_pos: Array, key_valid: Array) -> Array:

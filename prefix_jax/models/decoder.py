@@ -53,17 +53,31 @@ class KVCache:
     return jnp.max(jnp.where(self.valid, self.pos + 1, 0), axis=-1)
 
 
+def segment_starts(mask: Array, segments: Array) -> Array:
+  """[B, T] int: the number of valid tokens before the start of each token's segment (packed
+  rows; segment ids [B, T] are contiguous runs)."""
+  maski = mask.astype(jnp.int32)
+  before = jnp.cumsum(maski, axis=-1) - maski
+  first = jnp.concatenate([jnp.ones_like(segments[:, :1], bool),
+                           segments[:, 1:] != segments[:, :-1]], axis=1)
+  return jax.lax.cummax(jnp.where(first, before, 0), axis=1)
+
+
 def token_layout(mask: Array, prefix_valid: Array | None, prefix_at: Array | None,
-                 start: Array | None = None):
+                 start: Array | None = None, segments: Array | None = None):
   """Logical positions of tokens [B, T] and prefix slots [B, Lp].
 
   Tokens count only valid (non-padding) tokens. The prefix sits before token index
   `prefix_at[b]` (0: a true prefix; the source length: an infix); tokens at or after it are
   shifted by the number of real prefix slots. `start` [B] offsets everything (cache continuation).
+  With `segments` [B, T] (packed rows) counting restarts at every segment, so each example of
+  a row has the positions it would have alone (after the shared prefix).
   """
   b, t = mask.shape
   maski = mask.astype(jnp.int32)
   base = jnp.cumsum(maski, axis=-1) - 1
+  if segments is not None:
+    base = base - segment_starts(mask, segments)
   if start is not None:
     base = base + start[:, None]
   if prefix_valid is None:
@@ -101,7 +115,7 @@ class DecoderLM(nn.Module):
   # -------------------------------------------------------------------------------------------
   def __call__(self, tokens: Array, *, prefix: Prefix | None = None, mask: Array | None = None,
                prefix_at: Array | None = None, cache: KVCache | None = None,
-               return_hidden: bool = False):
+               segments: Array | None = None, return_hidden: bool = False):
     """Runs the backbone.
 
     Args:
@@ -110,6 +124,8 @@ class DecoderLM(nn.Module):
       mask: [B, T] bool, False on padding (left or right). Default: all True.
       prefix_at: [B] int, token index before which the prefix sits (infix); default 0.
       cache: a `KVCache` to write into and attend over (decoding); returned updated.
+      segments: [B, T] int segment ids of packed rows (several examples per row, each seeing
+        only itself and the shared prefix); None: one example per row.
       return_hidden: return the final-norm hidden states [B, T, H] instead of logits.
     Returns:
       logits [B, T, V] (or hidden [B, T, H]); with a cache, `(out, new_cache)`.
@@ -134,31 +150,40 @@ class DecoderLM(nn.Module):
                              f"size {cache.size}")
     if prefix_at is not None and form == "prompt" and cache is not None:
       raise PrefixShapeError("an infix prompt cannot be decoded with a cache")
+    if segments is not None and (cache is not None or prefix_at is not None):
+      raise PrefixShapeError("packed rows (segments) take neither a cache nor an infix")
+    if segments is not None and segments.shape != (b, t):
+      raise PrefixShapeError(f"segments shape {segments.shape} != tokens shape {(b, t)}")
 
     start = cache.next_position() if cache is not None else None
-    token_pos, prefix_pos = token_layout(mask, pvalid, prefix_at, start)
+    token_pos, prefix_pos = token_layout(mask, pvalid, prefix_at, start, segments)
     x = self.embed_tokens(tokens, token_pos)
-    q_pos, q_valid = token_pos, mask
+    q_pos, q_valid, q_seg = token_pos, mask, segments
+    prefix_seg = None if segments is None else jnp.full((b, lp), -1, segments.dtype)
     extra_pos = extra_valid = None
     if form == "prompt":
       prompt = attention.broadcast_batch(prefix.prompt, b, 2)
       x = jnp.concatenate([self.embed_vectors(prompt, prefix_pos).astype(x.dtype), x], axis=1)
       q_pos = jnp.concatenate([prefix_pos, token_pos], axis=1)
       q_valid = jnp.concatenate([pvalid, mask], axis=1)
+      if segments is not None:
+        q_seg = jnp.concatenate([prefix_seg, segments], axis=1)
     elif form is not None:
       extra_pos, extra_valid = prefix_pos, pvalid
 
-    key_pos, key_valid = q_pos, q_valid
+    key_pos, key_valid, key_seg = q_pos, q_valid, q_seg
     if extra_pos is not None:
       key_pos = jnp.concatenate([extra_pos, q_pos], axis=1)
       key_valid = jnp.concatenate([extra_valid, q_valid], axis=1)
+      if segments is not None:
+        key_seg = jnp.concatenate([prefix_seg, q_seg], axis=1)
     index = None
     n_written = key_pos.shape[1]
     if cache is not None:
       index = cache.index
       key_pos = jax.lax.dynamic_update_slice(cache.pos, key_pos.astype(jnp.int32), (0, index))
       key_valid = jax.lax.dynamic_update_slice(cache.valid, key_valid, (0, index))
-    attn_mask = attention.causal_mask(q_pos, key_pos, key_valid)
+    attn_mask = attention.causal_mask(q_pos, key_pos, key_valid, q_seg, key_seg)
 
     # A shared hidden prefix in prefix position has the same positions for every example:
     # project it once instead of per example.

@@ -72,14 +72,19 @@ def buckets(config, enc) -> tuple[int, ...]:
   return data_lib.default_buckets(int(enc.lengths.max()), config.data.bucket_size)
 
 
-def train_iterator(config, tokenizer, cfg, process_index: int = 0, process_count: int = 1):
-  """Shuffled (seeded), bucketed training batches of `train.batch_size / process_count` rows."""
+def train_iterator(config, tokenizer, cfg, process_index: int = 0, process_count: int = 1,
+                   row_multiple: int = 1):
+  """Shuffled (seeded) training batches of `train.batch_size / process_count` examples:
+  bucketed rows, or with `data.pack_length` packed rows (their count a multiple of
+  `row_multiple`: local devices x accumulation steps)."""
   enc = _encode_pairs(config, tokenizer, cfg, config.data.train_split, _lowdata(config))
   it = data_lib.TrainIterator(enc, batch_size=config.train.batch_size // process_count,
                               buckets=buckets(config, enc),
                               pad_id=_pad_id(tokenizer), seed=config.seed, num_epochs=None,
                               padding_side=config.data.padding, process_index=process_index,
-                              process_count=process_count)
+                              process_count=process_count,
+                              pack_length=config.data.get("pack_length", 0),
+                              row_multiple=row_multiple)
   return _Batches(it)
 
 

@@ -53,6 +53,12 @@ def validate_config(config) -> None:
                       f"{t.num_epochs})")
   if config.data.bucket_size <= 0:
     raise ConfigError(f"data.bucket_size must be > 0, got {config.data.bucket_size}")
+  pack = config.data.pack_length
+  if not isinstance(pack, int) or pack < 0:
+    raise ConfigError(f"data.pack_length must be an int >= 0 (0: no packing), got {pack!r}")
+  if pack and config.method != "finetune" and config.prefix.placement == "infix":
+    raise ConfigError("data.pack_length > 0 packs rows behind one shared prefix; an infix "
+                      "(prefix.placement='infix') needs one example per row")
   if config.optim.learning_rate <= 0:
     raise ConfigError(f"optim.learning_rate must be > 0, got {config.optim.learning_rate}")
   if config.dtype not in ("float32", "bfloat16"):
@@ -106,7 +112,12 @@ def train_and_evaluate(config, workdir) -> dict:
   model = build_model(cfg, dtype)
   spec = prefix_spec(config)
   mesh = mesh_lib.make_mesh(config.train.num_devices)
-  mesh_lib.check_batch_size(config.train.batch_size, mesh)
+  if not config.data.pack_length:  # packed batches round their row count to the devices
+    mesh_lib.check_batch_size(config.train.batch_size, mesh)
+  if config.data.pack_length and config.data.pack_length + (
+      spec.length if spec else 0) > cfg.max_positions:
+    raise ConfigError(f"data.pack_length {config.data.pack_length} + prefix length exceeds the "
+                      f"model's max_positions {cfg.max_positions}")
   signature = run_signature(config, cfg, spec)
   check_workdir(workdir, signature, write=is_main)
   if jax.process_count() > 1:
@@ -115,8 +126,10 @@ def train_and_evaluate(config, workdir) -> dict:
   if is_main:
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=1, sort_keys=True))
 
+  local_devices = mesh.devices.size // jax.process_count()
   train_iter = train_data.train_iterator(config, tokenizer, cfg, jax.process_index(),
-                                         jax.process_count())
+                                         jax.process_count(),
+                                         row_multiple=local_devices * config.train.accum_steps)
   total_steps = config.train.num_steps or config.train.num_epochs * train_iter.steps_per_epoch
   optimizer = build_optimizer(config.optim, total_steps)
   rng = jax.random.PRNGKey(config.seed)

@@ -50,13 +50,14 @@ def _gather(x: Array, pos: Array) -> Array:
 
 
 def model_loss(model, backbone, batch, prefix=None, prefix_at=None):
-  """Cross-entropy of `model` on a batch; with `loss_pos` only those positions are unembedded."""
+  """Cross-entropy of `model` on a batch; with `loss_pos` only those positions are unembedded.
+  A packed batch (`segments` [B, T], see `data.batching.pack_segments`) runs as packed rows."""
+  kwargs = dict(prefix=prefix, mask=batch["mask"], prefix_at=prefix_at,
+                segments=batch.get("segments"))
   if "loss_pos" not in batch:
-    logits = model.apply({"params": backbone}, batch["inputs"], prefix=prefix,
-                         mask=batch["mask"], prefix_at=prefix_at)
+    logits = model.apply({"params": backbone}, batch["inputs"], **kwargs)
     return token_cross_entropy(logits, batch["targets"], batch["weights"])
-  hidden = model.apply({"params": backbone}, batch["inputs"], prefix=prefix, mask=batch["mask"],
-                       prefix_at=prefix_at, return_hidden=True)
+  hidden = model.apply({"params": backbone}, batch["inputs"], return_hidden=True, **kwargs)
   pos = batch["loss_pos"]
   weights = _gather(batch["weights"], pos) * batch["loss_valid"]
   hidden, targets = _gather(hidden, pos), _gather(batch["targets"], pos)
@@ -75,7 +76,8 @@ def lm_loss(prefix_params, backbone, batch, *, model, spec: PrefixSpec | None):
 
   batch: `inputs` [B, T], `targets` [B, T], `weights` [B, T], `mask` [B, T],
   `prefix_at` [B] (used with infix placement), `task` [B] (used with a bank), and optionally
-  `loss_pos` / `loss_valid` [B, K] (see `add_loss_positions`). `spec=None`: no prefix (the
+  `loss_pos` / `loss_valid` [B, K] (see `add_loss_positions`) and `segments` [B, T] (packed
+  rows). `spec=None`: no prefix (the
   full fine-tuning baseline differentiates w.r.t. the backbone instead).
   """
   prefix = prefix_at = None
