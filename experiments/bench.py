@@ -44,6 +44,7 @@ class Sizes:
   prefix_len: int = 10
   e2e_batch: int = 10          # the paper's E2E batch size
   e2e_batches: int = 4         # batches per measured call
+  e2e_pack_length: int = 128   # ours packs the same examples into rows of this length
   matmul_reps: int = 3
   decode_batch: int = 8
   decode_src: int = 32
@@ -55,7 +56,7 @@ class Sizes:
 
 FULL = Sizes(gpt2=common.GPT2_SMALL, llama=common.SMOLLM2_135M)
 QUICK = Sizes(gpt2=common.QUICK_GPT2, llama=common.QUICK_LLAMA, batch=2, seq_len=16,
-              prefix_len=4, e2e_batch=4, e2e_batches=2, matmul_reps=2, decode_batch=2,
+              prefix_len=4, e2e_batch=4, e2e_batches=2, e2e_pack_length=128, matmul_reps=2, decode_batch=2,
               decode_src=8, decode_new=4, rounds=2, warmup=1, gpu_steps_per_call=2)
 
 
@@ -158,20 +159,29 @@ class Bench:
   def _group_e2e(self, hf_dir: str, ours: Worker, peft_w: Worker) -> dict:
     from experiments.bench_peft import e2e_batches
     from experiments.bench_train import save_batches
-    path = self.workdir / "e2e_batches.npz"
+    padded_path, packed_path = self.workdir / "e2e_padded.npz", self.workdir / "e2e_packed.npz"
     batches = e2e_batches(self.s.e2e_batch, self.s.e2e_batches)
-    save_batches(path, batches)
+    packed = e2e_batches(self.s.e2e_batch, self.s.e2e_batches,
+                         pack_length=self.s.e2e_pack_length)
+    # The same examples in the same steps, laid out two ways: the same target tokens.
+    assert [float(b["weights"].sum()) for b in batches] == [
+        float(b["weights"].sum()) for b in packed], "packed and padded E2E batches differ"
+    save_batches(padded_path, batches)
+    save_batches(packed_path, packed)
     for w in (ours, peft_w):
       w.call("drop", job="random")
-    args = dict(hf_dir=hf_dir, data=str(path), prefix_len=self.s.prefix_len)
-    ours.setup("e2e", "jax_train", method="prefix", **args)
-    peft_w.setup("e2e", "torch_train", method="peft", **args)
+    args = dict(hf_dir=hf_dir, prefix_len=self.s.prefix_len)
+    ours.setup("e2e", "jax_train", method="prefix", data=str(packed_path), **args)
+    peft_w.setup("e2e", "torch_train", method="peft", data=str(padded_path), **args)
     info = dict(zip(("ours_prefix", "peft_prefix"), (r["info"] for r in wait_all([ours, peft_w]))))
     self.log(f"[gpt2] E2E, {len(batches)} batches of {self.s.e2e_batch} per call")
     runs = self._measure([("ours_prefix", ours, "e2e"), ("peft_prefix", peft_w, "e2e")])
     lengths = [int(b["mask"].sum(-1).max()) for b in batches]
     return {"info": info, "runs": runs, "longest_rows": lengths,
-            "bucketed_lengths": [int(b["inputs"].shape[1]) for b in batches]}
+            "real_tokens": int(sum(b["mask"].sum() for b in batches)),
+            "peft_slots": int(sum(len(b["valid"]) * n for b, n in zip(batches, lengths))),
+            "packed_shapes": [list(b["inputs"].shape) for b in packed],
+            "packed_slots": int(sum(b["inputs"].size for b in packed))}
 
   def group_decode(self) -> dict:
     w = self.worker("decode", "jax")
@@ -261,8 +271,9 @@ def peft_section(group: dict, sizes: Sizes) -> dict:
                             for k in ("ours_prefix", "peft_prefix")}
   e2e = _vs_peft(group["e2e"]["runs"], group["e2e"]["info"])
   e2e.update(batch_size=sizes.e2e_batch, batches_per_call=sizes.e2e_batches,
-             counted="target tokens", longest_rows=group["e2e"]["longest_rows"],
-             bucketed_lengths=group["e2e"]["bucketed_lengths"])
+             counted="target tokens", pack_length=sizes.e2e_pack_length,
+             **{k: group["e2e"][k] for k in ("longest_rows", "real_tokens", "peft_slots",
+                                             "packed_shapes", "packed_slots")})
   return {"random": random, "e2e": e2e, "prefix_len": sizes.prefix_len}
 
 

@@ -7,9 +7,10 @@ to the shared prefix values (`bench_common.prefix_embedding`), the layout our kv
 to (see tests/test_peft_parity.py). A step is the usual PyTorch loop: zero_grad, forward,
 token cross-entropy, backward, AdamW step.
 
-`e2e_batches` (parent side, numpy only) draws real E2E batches through our bucketed
-`TrainIterator`; PyTorch gets the same rows padded to the longest row of each batch, which
-is what HF's padding collators produce.
+`e2e_batches` (parent side, numpy only) draws real E2E batches through our `TrainIterator`:
+padded rows, which PyTorch gets cut to the longest row of each batch (what HF's padding
+collators produce), and, for our side, the same examples packed (`pack_length`), as the
+trainer runs them with `data.pack_length`.
 """
 from __future__ import annotations
 
@@ -52,15 +53,18 @@ def torch_batch(batch: dict) -> dict:
           "labels": torch.as_tensor(labels, dtype=torch.long)}
 
 
-def e2e_batches(batch_size: int, count: int, max_length: int = 512, seed: int = 0) -> list[dict]:
-  """The first `count` batches of E2E (validation split, as `make demo`) from our shuffled,
-  bucketed `TrainIterator` with GPT-2's tokenizer."""
+def e2e_batches(batch_size: int, count: int, max_length: int = 512, seed: int = 0,
+                pack_length: int = 0) -> list[dict]:
+  """The first `count` batches of E2E (validation split, as `make demo`) from our shuffled
+  `TrainIterator` with GPT-2's tokenizer: padded rows (bucketed), or with `pack_length` the
+  same examples packed into rows of that length."""
   from prefix_jax.data import TrainIterator, encode_examples, load_task
   from prefix_jax.weights import gpt2_tokenizer
   tokenizer = gpt2_tokenizer()
   train, _ = load_task("e2e", train_split="validation", eval_split=None)
   enc = encode_examples(train, tokenizer, max_length=max_length)
-  it = TrainIterator(enc, batch_size=batch_size, pad_id=bench_common.GPT2_EOS, seed=seed)
+  it = TrainIterator(enc, batch_size=batch_size, pad_id=bench_common.GPT2_EOS, seed=seed,
+                     pack_length=pack_length)
   return [next(it) for _ in range(count)]
 
 

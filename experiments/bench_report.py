@@ -74,9 +74,10 @@ def tables(r: dict) -> str:
                     ["data", "ours tok/s", "PEFT tok/s", "ratio", "step-1 loss ours",
                      "step-1 loss PEFT", "|diff|"], rows))
   e2e = p["e2e"]
-  out.append(f"  E2E: batch {e2e['batch_size']}, {e2e['batches_per_call']} batches per call; "
-             f"ours padded to buckets {e2e['bucketed_lengths']}, PEFT to the longest row "
-             f"{e2e['longest_rows']}")
+  out.append(f"  E2E: batch {e2e['batch_size']}, {e2e['batches_per_call']} batches per call, "
+             f"{e2e['real_tokens']} real tokens; ours packed into rows of "
+             f"{e2e['pack_length']} {e2e['packed_shapes']} ({e2e['packed_slots']} slots), PEFT "
+             f"padded to the longest row {e2e['longest_rows']} ({e2e['peft_slots']} slots)")
   f = r["flops"]
   rows = [["matmul (model shapes, XLA dot)", "", "", _si(f["matmul_flop_per_s"]["median"], "FLOP/s"),
            "100%"]]

@@ -105,7 +105,8 @@ class JaxTrainJob:
       batches = [random_batch(tokens)]
     else:
       batches = load_batches(data)
-    self._batches = [jax.device_put(add_loss_positions(b)) for b in batches]
+    # One device: one loss-position group per batch, as the trainer lays it out.
+    self._batches = [jax.device_put(add_loss_positions(b, groups=1)) for b in batches]
     self._tokens = float(sum(float(np.sum(b["weights"])) for b in batches))
     self._steps = steps_per_call if data == "random" else 1
     self.info = {"load_s": self.load_s, "trainable_params": _count(self._state.trainable),

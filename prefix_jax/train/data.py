@@ -21,15 +21,33 @@ def _max_length(config, cfg) -> int:
   return min(room, config.data.max_source_len + config.data.max_target_len + 2)
 
 
-class _Batches:
-  """A TrainIterator that loops over epochs forever; its position is checkpointable."""
+def host_share(batch: dict, process_index: int, process_count: int) -> dict:
+  """This host's contiguous share of every array's leading axis (rows, or loss groups)."""
+  if process_count == 1:
+    return batch
+  def share(x):
+    n = x.shape[0] // process_count
+    return x[process_index * n:(process_index + 1) * n]
+  return {k: share(v) for k, v in batch.items()}
 
-  def __init__(self, it):
+
+class _Batches:
+  """Global batches (one TrainIterator over every host's examples, looping over epochs
+  forever) with their loss positions grouped per device x micro-batch, then this host's
+  share of rows and groups. Every host lays out the same global batch, so shapes agree
+  across hosts; the position is checkpointable."""
+
+  def __init__(self, it, groups: int, process_index: int = 0, process_count: int = 1):
     self._it = it
+    self._groups = groups
+    self._pi, self._pc = process_index, process_count
     self.steps_per_epoch = it.batches_per_epoch
 
   def next_batch(self):
-    return add_loss_positions(next(self._it))
+    batch = next(self._it)
+    rows = len(batch["valid"])
+    groups = self._groups if rows % self._groups == 0 else None  # else one group per row
+    return host_share(add_loss_positions(batch, groups=groups), self._pi, self._pc)
 
   def get_state(self):
     return self._it.get_state()
@@ -73,19 +91,19 @@ def buckets(config, enc) -> tuple[int, ...]:
 
 
 def train_iterator(config, tokenizer, cfg, process_index: int = 0, process_count: int = 1,
-                   row_multiple: int = 1):
-  """Shuffled (seeded) training batches of `train.batch_size / process_count` examples:
-  bucketed rows, or with `data.pack_length` packed rows (their count a multiple of
-  `row_multiple`: local devices x accumulation steps)."""
+                   num_devices: int = 1):
+  """Shuffled (seeded) training batches of `train.batch_size` examples over all hosts (this
+  host gets its share): bucketed rows, or with `data.pack_length` packed rows, their count a
+  multiple of `num_devices` (global) x `train.accum_steps`."""
   enc = _encode_pairs(config, tokenizer, cfg, config.data.train_split, _lowdata(config))
-  it = data_lib.TrainIterator(enc, batch_size=config.train.batch_size // process_count,
+  shards = num_devices * config.train.accum_steps
+  it = data_lib.TrainIterator(enc, batch_size=config.train.batch_size,
                               buckets=buckets(config, enc),
                               pad_id=_pad_id(tokenizer), seed=config.seed, num_epochs=None,
-                              padding_side=config.data.padding, process_index=process_index,
-                              process_count=process_count,
+                              padding_side=config.data.padding,
                               pack_length=config.data.get("pack_length", 0),
-                              row_multiple=row_multiple)
-  return _Batches(it)
+                              row_multiple=shards)
+  return _Batches(it, shards, process_index, process_count)
 
 
 def eval_loss_batches(config, tokenizer, cfg) -> list[dict]:
@@ -98,7 +116,7 @@ def eval_loss_batches(config, tokenizer, cfg) -> list[dict]:
                               buckets=buckets(config, enc),
                               pad_id=_pad_id(tokenizer), shuffle=False, num_epochs=1,
                               drop_remainder=False, padding_side=config.data.padding)
-  return [add_loss_positions(b) for b in it]
+  return [add_loss_positions(b, groups=1) for b in it]
 
 
 def generation_batches(config, tokenizer, cfg, split):

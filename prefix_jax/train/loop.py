@@ -126,10 +126,8 @@ def train_and_evaluate(config, workdir) -> dict:
   if is_main:
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=1, sort_keys=True))
 
-  local_devices = mesh.devices.size // jax.process_count()
   train_iter = train_data.train_iterator(config, tokenizer, cfg, jax.process_index(),
-                                         jax.process_count(),
-                                         row_multiple=local_devices * config.train.accum_steps)
+                                         jax.process_count(), num_devices=mesh.devices.size)
   total_steps = config.train.num_steps or config.train.num_epochs * train_iter.steps_per_epoch
   optimizer = build_optimizer(config.optim, total_steps)
   rng = jax.random.PRNGKey(config.seed)

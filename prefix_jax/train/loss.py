@@ -28,24 +28,37 @@ def prefix_for_batch(spec: PrefixSpec, cfg, prefix_params, batch):
   return prefix
 
 
-def add_loss_positions(batch: dict, multiple: int = 16) -> dict:
-  """Adds `loss_pos` int32 [B, K] / `loss_valid` bool [B, K]: the positions whose logits the
-  loss needs (weights > 0), K = the most per row rounded up to a multiple of `multiple` (<= T).
-  Host-side numpy, so K is a static shape: logits are computed for [B, K] instead of [B, T]."""
+def add_loss_positions(batch: dict, multiple: int = 16, groups: int | None = None) -> dict:
+  """Adds `loss_pos` int32 [G, K] / `loss_valid` bool [G, K]: the positions whose logits the
+  loss needs (weights > 0), so that logits are computed for G x K positions instead of B x T.
+
+  The B rows are split into G contiguous groups of B/G rows (default G = B: one per row);
+  a position is an index into its group's rows flattened, `row_in_group * T + t`. K = the most
+  loss positions of a group, rounded up to a multiple of `multiple`. One group per device
+  (and micro-batch) wastes only that rounding; one per row wastes each row's gap to the
+  fullest row. Host-side numpy, so K is a static shape.
+  """
   weights = np.asarray(batch["weights"])
   b, t = weights.shape
-  counts = (weights > 0).sum(-1)
-  k = min(t, -(-max(int(counts.max()), 1) // multiple) * multiple)
-  pos = np.zeros((b, k), np.int32)
-  valid = np.zeros((b, k), bool)
-  for i in range(b):
-    idx = np.nonzero(weights[i] > 0)[0][:k]
+  g = b if groups is None else groups
+  if g < 1 or b % g:
+    raise ValueError(f"{b} rows cannot be split into {g} loss-position groups")
+  flat = weights.reshape(g, (b // g) * t) > 0
+  counts = flat.sum(-1)
+  k = min(flat.shape[1], -(-max(int(counts.max()), 1) // multiple) * multiple)
+  pos = np.zeros((g, k), np.int32)
+  valid = np.zeros((g, k), bool)
+  for i in range(g):
+    idx = np.nonzero(flat[i])[0][:k]
     pos[i, :len(idx)] = idx
     valid[i, :len(idx)] = True
   return dict(batch, loss_pos=pos, loss_valid=valid)
 
 
 def _gather(x: Array, pos: Array) -> Array:
+  """x [B, T, ...] at positions [G, K] of its G groups of rows flattened -> [G, K, ...]."""
+  g = pos.shape[0]
+  x = x.reshape(g, -1, *x.shape[2:])
   return jnp.take_along_axis(x, pos.reshape(*pos.shape, *([1] * (x.ndim - 2))), axis=1)
 
 
@@ -76,7 +89,7 @@ def lm_loss(prefix_params, backbone, batch, *, model, spec: PrefixSpec | None):
 
   batch: `inputs` [B, T], `targets` [B, T], `weights` [B, T], `mask` [B, T],
   `prefix_at` [B] (used with infix placement), `task` [B] (used with a bank), and optionally
-  `loss_pos` / `loss_valid` [B, K] (see `add_loss_positions`) and `segments` [B, T] (packed
+  `loss_pos` / `loss_valid` [G, K] (see `add_loss_positions`) and `segments` [B, T] (packed
   rows). `spec=None`: no prefix (the
   full fine-tuning baseline differentiates w.r.t. the backbone instead).
   """
