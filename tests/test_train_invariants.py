@@ -118,7 +118,9 @@ def test_fused_linear_cross_entropy_equals_plain_loss_and_grads():
   t = jax.random.randint(k[2], (37,), 0, 50)
   w = (jax.random.uniform(k[3], (37,)) > 0.3).astype(jnp.float32)
   plain = lambda h, m: jnp.sum(w * optax.softmax_cross_entropy_with_integer_labels(h @ m.T, t))
-  fused = lambda h, m: linear_cross_entropy(h, m, t, w, 8)  # 37 rows: 5 chunks, last padded
-  np.testing.assert_allclose(fused(h, w_head), plain(h, w_head), rtol=1e-6)
-  for a, b in zip(jax.grad(plain, (0, 1))(h, w_head), jax.grad(fused, (0, 1))(h, w_head)):
-    np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
+  # 37 rows: 4 chunks of 8 and a remainder of 5; one chunk with no remainder; remainder only
+  for chunk in (8, 37, 64):
+    fused = lambda h, m: linear_cross_entropy(h, m, t, w, chunk)
+    np.testing.assert_allclose(fused(h, w_head), plain(h, w_head), rtol=1e-6)
+    for a, b in zip(jax.grad(plain, (0, 1))(h, w_head), jax.grad(fused, (0, 1))(h, w_head)):
+      np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)

@@ -53,14 +53,27 @@ def attend(q: Array, k: Array, v: Array, mask: Array) -> Array:
   """
   b, t, hq, d = q.shape
   hkv = k.shape[2]
-  q = q.reshape(b, t, hkv, hq // hkv, d)
-  logits = jnp.einsum("btkgd,bskd->bkgts", q, k) / jnp.sqrt(d).astype(q.dtype)
-  logits = logits.astype(jnp.float32)
+  # Scaling q ([B, T, Hq, D]) is cheaper than scaling the logits ([B, Hq, T, S]), and heads-major
+  # operands make both einsums plain batched matmuls (no transposes inside them, forward or
+  # backward): measured ~10% faster than einsums over the token-major layout on CPU.
+  g = hq // hkv
+  q = q * jnp.asarray(1.0 / d ** 0.5, q.dtype)
+  k, v = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)          # [B, Hkv, S, D]
+  if g == 1:  # multi-head: no group axis
+    q = q.transpose(0, 2, 1, 3)                                    # [B, H, T, D]
+    logits = jnp.einsum("bhtd,bhsd->bhts", q, k).astype(jnp.float32)
+    m = mask[:, None]
+  else:
+    q = q.reshape(b, t, hkv, g, d).transpose(0, 2, 3, 1, 4)        # [B, Hkv, G, T, D]
+    logits = jnp.einsum("bkgtd,bksd->bkgts", q, k).astype(jnp.float32)
+    m = mask[:, None, None]
   # A large finite negative (not -inf) keeps rows with no valid key (padding queries) NaN-free.
-  logits = jnp.where(mask[:, None, None], logits, jnp.finfo(jnp.float32).min)
+  logits = jnp.where(m, logits, jnp.finfo(jnp.float32).min)
   probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
-  out = jnp.einsum("bkgts,bskd->btkgd", probs, v)
-  return out.reshape(b, t, hq, d)
+  if g == 1:
+    return jnp.einsum("bhts,bhsd->bthd", probs, v)
+  out = jnp.einsum("bkgts,bksd->bkgtd", probs, v)                  # [B, Hkv, G, T, D]
+  return out.transpose(0, 3, 1, 2, 4).reshape(b, t, hq, d)
 
 
 def broadcast_batch(x: Array | None, batch: int, ndim_shared: int) -> Array | None:

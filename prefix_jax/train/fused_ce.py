@@ -16,11 +16,12 @@ import jax.numpy as jnp
 Array = jax.Array
 
 
-def _chunks(x: Array, chunk: int) -> Array:
-  n = x.shape[0]
-  pad = (-n) % chunk
-  x = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1))
-  return x.reshape(-1, chunk, *x.shape[1:])
+def _split(x: Array, chunk: int) -> tuple[Array, Array]:
+  """x [N, ...] -> (the full chunks [N // chunk, chunk, ...], the remainder [N % chunk, ...]).
+  The remainder is computed on its own instead of padded: a padded chunk costs a full chunk
+  of [chunk, V] logits (E2E-sized batches have a few hundred loss positions)."""
+  full = (x.shape[0] // chunk) * chunk
+  return x[:full].reshape(-1, chunk, *x.shape[1:]), x[full:]
 
 
 def _chunk_grad(hc, head, tc, wc):
@@ -35,28 +36,32 @@ def _chunk_grad(hc, head, tc, wc):
 
 def _forward(hidden, head, targets, weights, chunk):
   """hidden [N, H], head [V, H], targets [N], weights [N] -> (sum of weighted CE, dh [N, H])."""
-  n, h = hidden.shape
+  h = hidden.shape[1]
 
-  def body(total, xs):
-    loss, dlogits = _chunk_grad(*xs[:1], head, *xs[1:])
-    return total + loss, dlogits @ head
+  def one(hc, tc, wc):
+    loss, dlogits = _chunk_grad(hc, head, tc, wc)
+    return loss, dlogits @ head
 
-  total, dh = jax.lax.scan(body, jnp.zeros((), jnp.float32),
-                           (_chunks(hidden, chunk), _chunks(targets, chunk),
-                            _chunks(weights, chunk)))
-  return total, dh.reshape(-1, h)[:n]
+  (hf, hr), (tf, tr), (wf, wr) = (_split(x, chunk) for x in (hidden, targets, weights))
+  total, dh = jax.lax.scan(lambda acc, xs: (lambda l, d: (acc + l, d))(*one(*xs)),
+                           jnp.zeros((), jnp.float32), (hf, tf, wf))
+  dh = dh.reshape(-1, h)
+  if hr.shape[0]:
+    rest, dh_rest = one(hr, tr, wr)
+    total, dh = total + rest, jnp.concatenate([dh, dh_rest])
+  return total, dh
 
 
 def _head_grad(hidden, head, targets, weights, chunk):
   """d(loss)/d(head) [V, H], chunk by chunk."""
-  def body(acc, xs):
-    hc, tc, wc = xs
-    _, dlogits = _chunk_grad(hc, head, tc, wc)
-    return acc + dlogits.T @ hc, None
+  def one(hc, tc, wc):
+    return _chunk_grad(hc, head, tc, wc)[1].T @ hc
 
-  acc, _ = jax.lax.scan(body, jnp.zeros_like(head), (_chunks(hidden, chunk),
-                                                     _chunks(targets, chunk),
-                                                     _chunks(weights, chunk)))
+  (hf, hr), (tf, tr), (wf, wr) = (_split(x, chunk) for x in (hidden, targets, weights))
+  acc, _ = jax.lax.scan(lambda acc, xs: (acc + one(*xs), None), jnp.zeros_like(head),
+                        (hf, tf, wf))
+  if hr.shape[0]:
+    acc = acc + one(hr, tr, wr)
   return acc
 
 
