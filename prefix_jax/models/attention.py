@@ -53,19 +53,19 @@ def attend(q: Array, k: Array, v: Array, mask: Array) -> Array:
   """
   b, t, hq, d = q.shape
   hkv = k.shape[2]
-  # Scaling q ([B, T, Hq, D]) is cheaper than scaling the logits ([B, Hq, T, S]), and heads-major
-  # operands make both einsums plain batched matmuls (no transposes inside them, forward or
-  # backward): measured ~10% faster than einsums over the token-major layout on CPU.
+  # Heads-major operands make both einsums plain batched matmuls (no transposes inside them,
+  # forward or backward): measured 4-11% faster than einsums over the token-major layout on CPU.
+  # The logits are scaled after the product, as HF does (scaling q first rounds differently).
   g = hq // hkv
-  q = q * jnp.asarray(1.0 / d ** 0.5, q.dtype)
+  root_d = jnp.sqrt(d).astype(q.dtype)
   k, v = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)          # [B, Hkv, S, D]
   if g == 1:  # multi-head: no group axis
     q = q.transpose(0, 2, 1, 3)                                    # [B, H, T, D]
-    logits = jnp.einsum("bhtd,bhsd->bhts", q, k).astype(jnp.float32)
+    logits = (jnp.einsum("bhtd,bhsd->bhts", q, k) / root_d).astype(jnp.float32)
     m = mask[:, None]
   else:
     q = q.reshape(b, t, hkv, g, d).transpose(0, 2, 3, 1, 4)        # [B, Hkv, G, T, D]
-    logits = jnp.einsum("bkgtd,bksd->bkgts", q, k).astype(jnp.float32)
+    logits = (jnp.einsum("bkgtd,bksd->bkgts", q, k) / root_d).astype(jnp.float32)
     m = mask[:, None, None]
   # A large finite negative (not -inf) keeps rows with no valid key (padding queries) NaN-free.
   logits = jnp.where(m, logits, jnp.finfo(jnp.float32).min)
