@@ -150,6 +150,17 @@ def pack_segments(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
   return batch
 
 
+def host_share(batch: dict[str, np.ndarray], process_index: int,
+               process_count: int) -> dict[str, np.ndarray]:
+  """This host's contiguous share of every array's leading axis (rows, or loss groups)."""
+  if process_count == 1:
+    return batch
+  def share(x):
+    n = x.shape[0] // process_count
+    return x[process_index * n:(process_index + 1) * n]
+  return {k: share(v) for k, v in batch.items()}
+
+
 def pack_prompts(sources: Sequence[np.ndarray], tasks: Sequence[int], *, batch_size: int,
                  length: int, pad_id: int, padding_side: str = "left") -> dict[str, np.ndarray]:
   """Prompts (source incl. separator) -> `inputs` int32 [B, S], `mask` bool [B, S],

@@ -55,8 +55,9 @@ class TrainIterator:
       raise ValueError(f"pack_length must be >= 0 and row_multiple >= 1, got {pack_length}, "
                        f"{row_multiple}")
     if pack_length and int(self._lengths.max()) > pack_length:
-      raise batching.PackingError(f"an example has {int(self._lengths.max())} input tokens, more than "
-                                  f"the packed row length {pack_length} (data.pack_length)")
+      raise batching.PackingError(
+          f"an example has {int(self._lengths.max())} input tokens, more than the packed row "
+          f"length {pack_length} (data.pack_length)")
     self._pack_length, self._row_multiple = pack_length, row_multiple
     self._pi, self._pc = process_index, process_count
     self._epoch, self._step = 0, 0
@@ -116,8 +117,7 @@ class TrainIterator:
         [d.source[i] for i in glob], [d.target[i] for i in glob],
         [int(d.task[i]) for i in glob], length=self._pack_length, pad_id=self._pad_id,
         row_multiple=self._row_multiple * self._pc)
-    share = len(batch["valid"]) // self._pc
-    return {k: v[self._pi * share:(self._pi + 1) * share] for k, v in batch.items()}
+    return batching.host_share(batch, self._pi, self._pc)
 
   @property
   def epoch(self) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 
 from prefix_jax import data as data_lib
+from prefix_jax.data.batching import host_share
 from prefix_jax.train.loss import add_loss_positions
 
 
@@ -19,16 +20,6 @@ def _lowdata(config):
 def _max_length(config, cfg) -> int:
   room = cfg.max_positions - (config.prefix.length if config.method != "finetune" else 0)
   return min(room, config.data.max_source_len + config.data.max_target_len + 2)
-
-
-def host_share(batch: dict, process_index: int, process_count: int) -> dict:
-  """This host's contiguous share of every array's leading axis (rows, or loss groups)."""
-  if process_count == 1:
-    return batch
-  def share(x):
-    n = x.shape[0] // process_count
-    return x[process_index * n:(process_index + 1) * n]
-  return {k: share(v) for k, v in batch.items()}
 
 
 class _Batches:
