@@ -42,9 +42,12 @@ def _forward(hidden, head, targets, weights, chunk):
     loss, dlogits = _chunk_grad(hc, head, tc, wc)
     return loss, dlogits @ head
 
+  def body(total, xs):
+    loss, dh_chunk = one(*xs)
+    return total + loss, dh_chunk
+
   (hf, hr), (tf, tr), (wf, wr) = (_split(x, chunk) for x in (hidden, targets, weights))
-  total, dh = jax.lax.scan(lambda acc, xs: (lambda l, d: (acc + l, d))(*one(*xs)),
-                           jnp.zeros((), jnp.float32), (hf, tf, wf))
+  total, dh = jax.lax.scan(body, jnp.zeros((), jnp.float32), (hf, tf, wf))
   dh = dh.reshape(-1, h)
   if hr.shape[0]:
     rest, dh_rest = one(hr, tr, wr)
