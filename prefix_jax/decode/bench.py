@@ -18,6 +18,7 @@ from prefix_jax.decode.config import DecodeConfig
 from prefix_jax.decode.greedy import greedy_search
 from prefix_jax.models import ModelConfig, build_model
 from prefix_jax.prefixes.types import Prefix
+from prefix_jax.weights.host_arrays import aligned_empty
 
 SMOLLM2_135M = ModelConfig(arch="llama", vocab_size=49152, hidden_size=576, num_layers=30,
                            num_heads=9, num_kv_heads=3, intermediate_size=1536,
@@ -32,7 +33,11 @@ def random_params(model, seed: int = 0) -> dict:
   def leaf(path, x):
     if "scale" in jax.tree_util.keystr(path):
       return jnp.ones(x.shape, x.dtype)
-    return jnp.asarray(rng.standard_normal(x.shape, np.float32) * 0.02, x.dtype)
+    # Drawn into an aligned buffer and scaled in place, so that `device_put` adopts it (see
+    # `weights.host_arrays`): no leaf is ever held twice.
+    values = rng.standard_normal(x.shape, np.float32, out=aligned_empty(x.shape, np.float32))
+    values *= np.float32(0.02)
+    return jax.device_put(values) if x.dtype == np.float32 else jnp.asarray(values, x.dtype)
 
   return jax.tree_util.tree_map_with_path(leaf, shapes["params"])
 

@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from prefix_jax.models.config import ModelConfig
+from prefix_jax.weights.host_arrays import aligned_float32
 
 
 class WeightsError(ValueError):
@@ -63,7 +64,7 @@ def _import_builtin_archs():
 
 def read_safetensors(path: Path) -> dict[str, np.ndarray]:
   """All tensors of a directory's safetensors files (single, or sharded with an index)."""
-  from safetensors.numpy import load_file
+  from safetensors import safe_open
   path = Path(path)
   index = path / "model.safetensors.index.json"
   if index.exists():
@@ -79,11 +80,15 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
   for name in files:
     f = path / name
     try:
-      loaded = load_file(str(f))
+      with safe_open(str(f), framework="numpy") as opened:
+        names = list(opened.keys())
+      for key in names:
+        # One open per tensor: the file's mapped pages count as RSS while it is open, so
+        # reading everything through one mapping peaks at the file plus its copy.
+        with safe_open(str(f), framework="numpy") as opened:
+          tensors[key] = aligned_float32(opened.get_tensor(key))
     except Exception as e:  # safetensors raises its own error types for truncated headers/data
       raise WeightsError(f"{f}: cannot read safetensors file ({type(e).__name__}: {e})") from None
-    tensors.update({k: np.asarray(v, dtype=np.float32) if v.dtype != np.float32 else v
-                    for k, v in loaded.items()})
   return tensors
 
 
@@ -104,7 +109,7 @@ def params_from_tensors(arch: HFArch, cfg: ModelConfig, tensors: dict[str, np.nd
     if hf_name not in tensors:
       raise WeightsError(f"{source}: tensor '{hf_name}' missing (config says "
                          f"num_layers={cfg.num_layers}, hidden_size={cfg.hidden_size})")
-    value = np.asarray(transform(tensors[hf_name]), np.float32)
+    value = aligned_float32(transform(tensors[hf_name]))
     node = params
     for key in path[:-1]:
       node = node.setdefault(key, {})
