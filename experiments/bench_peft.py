@@ -54,17 +54,18 @@ def torch_batch(batch: dict) -> dict:
 
 
 def e2e_batches(batch_size: int, count: int, max_length: int = 512, seed: int = 0,
-                pack_length: int = 0) -> list[dict]:
+                pack_length: int = 0, pack_length_step: int = 0) -> list[dict]:
   """The first `count` batches of E2E (validation split, as `make demo`) from our shuffled
   `TrainIterator` with GPT-2's tokenizer: padded rows (bucketed), or with `pack_length` the
-  same examples packed into rows of that length."""
+  same examples packed into rows of that length (with `pack_length_step`, of the multiple of
+  it up to `pack_length` that needs the fewest slots, per batch)."""
   from prefix_jax.data import TrainIterator, encode_examples, load_task
   from prefix_jax.weights import gpt2_tokenizer
   tokenizer = gpt2_tokenizer()
   train, _ = load_task("e2e", train_split="validation", eval_split=None)
   enc = encode_examples(train, tokenizer, max_length=max_length)
   it = TrainIterator(enc, batch_size=batch_size, pad_id=bench_common.GPT2_EOS, seed=seed,
-                     pack_length=pack_length)
+                     pack_length=pack_length, pack_length_step=pack_length_step)
   return [next(it) for _ in range(count)]
 
 

@@ -60,7 +60,8 @@ class JaxTrainJob:
   def __init__(self, *, method: str, hf_dir: str | None = None, shape: dict | None = None,
                data: str = "random", batch: int = 8, seq_len: int = 128, prefix_len: int = 10,
                seed: int = 0, prefix_seed: int = 1, dtype: str = "float32",
-               steps_per_call: int = 1, learning_rate: float = 5e-5):
+               steps_per_call: int = 1, learning_rate: float = 5e-5,
+               remat: str = "dots"):
     import ml_collections
     from prefix_jax.models import ModelConfig, build_model
     from prefix_jax.prefixes import PrefixSpec
@@ -79,7 +80,7 @@ class JaxTrainJob:
       cfg = ModelConfig(**shape)
       backbone = random_params(build_model(cfg), seed)
     self.cfg = cfg
-    model = build_model(cfg, jnp.bfloat16 if dtype == "bfloat16" else jnp.float32)
+    model = build_model(cfg, jnp.bfloat16 if dtype == "bfloat16" else jnp.float32, remat)
     optimizer = build_optimizer(ml_collections.ConfigDict(
         {"name": "adamw", "learning_rate": learning_rate, "schedule": "constant"}), 10**6)
     if method == "prefix":

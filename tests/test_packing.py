@@ -161,6 +161,31 @@ def test_pack_segments_layout():
   assert b["weights"][1].sum() == 0 and b["num_examples"].tolist() == [2, 0]
 
 
+def test_packed_row_length_takes_the_fewest_token_slots():
+  lengths, tasks = [5, 5, 5, 5], [0, 0, 0, 0]
+  # Rows of 8 hold one example (4 x 8 = 32 slots), of 12 two (2 x 12 = 24), of 16 three (32).
+  assert batching.packed_row_length(lengths, tasks, length=16, step=4) == 12
+  # Four rows at least (devices x accumulation): 4 x 8 beats 4 x 12 and 4 x 16.
+  assert batching.packed_row_length(lengths, tasks, length=16, step=4, row_multiple=4) == 8
+  # Two tasks never share a row: rows of 12 now hold one example each (4 x 12): 4 x 8 wins.
+  assert batching.packed_row_length(lengths, [0, 1, 2, 3], length=16, step=4) == 8
+  assert batching.packed_row_length(lengths, tasks, length=16, step=0) == 16
+  assert batching.packed_row_length([13], [0], length=14, step=4) == 14  # the cap itself
+  with pytest.raises(batching.PackingError, match="more than the packed row length 14"):
+    batching.packed_row_length([15], [0], length=14, step=4)
+
+
+def test_pack_segments_with_a_length_step_keeps_every_token():
+  srcs = [np.array([5, 6, 7]), np.array([8, 9]), np.array([4, 4, 4, 4])]
+  tgts = [np.array([10, 11]), np.array([12]), np.array([13, 14])]
+  fixed = batching.pack_segments(srcs, tgts, [0] * 3, length=32, pad_id=PAD)
+  short = batching.pack_segments(srcs, tgts, [0] * 3, length=32, pad_id=PAD, length_step=4)
+  assert fixed["inputs"].shape == (1, 32) and short["inputs"].shape == (1, 12)  # 11 tokens
+  for k in ("inputs", "targets", "weights", "mask", "segments"):
+    np.testing.assert_array_equal(short[k], fixed[k][:, :12])
+  assert not fixed["mask"][:, 12:].any()
+
+
 def _encoded(n, seed=0):
   rng = np.random.RandomState(seed)
   src = [rng.randint(1, 50, rng.randint(3, 12)).astype(np.int32) for _ in range(n)]
@@ -190,6 +215,22 @@ def test_packed_iterator_hosts_share_one_packing_and_resume_exactly():
   again.set_state(state)
   for k, v in next(again).items():
     np.testing.assert_array_equal(v, expect[k])
+
+
+def test_packed_iterator_with_a_length_step_shortens_rows_per_batch():
+  enc = _encoded(40)
+  kw = dict(batch_size=10, pad_id=PAD, seed=3, pack_length=48, row_multiple=2)
+  fixed, short = TrainIterator(enc, **kw), TrainIterator(enc, **kw, pack_length_step=8)
+  widths = set()
+  for _ in range(4):
+    a, b = next(fixed), next(short)
+    r, t = b["inputs"].shape
+    widths.add(t)
+    assert t % 8 == 0 and t <= 48 and r % 2 == 0
+    assert r * t <= a["inputs"].size  # never more slots than fixed rows
+    assert b["num_examples"].sum() == a["num_examples"].sum() == 10
+    assert b["weights"].sum() == a["weights"].sum()
+  assert min(widths) < 48
 
 
 def test_packed_iterator_refuses_examples_longer_than_rows():

@@ -174,6 +174,10 @@ def test_every_config_parses_and_runs_one_step(path, tmp_path, shared_dir):
     ({"train.batch_size": 6, "train.accum_steps": 4}, "not divisible by train.accum_steps"),
     ({"data.pack_length": -4}, "data.pack_length must be an int >= 0"),
     ({"data.pack_length": 64, "prefix.placement": "infix"}, "an infix .* needs one example per"),
+    ({"data.pack_length_step": 8}, "data.pack_length_step 8 chooses packed row lengths; it "
+                                   "needs data.pack_length > 0"),
+    ({"data.pack_length": 64, "data.pack_length_step": -1}, "data.pack_length_step must be an"),
+    ({"train.remat": "some"}, "train.remat must be one of \\['dots', 'full', 'none'\\], got 'some'"),
 ])
 def test_bad_config_values_fail_with_one_line(override, message, tmp_path):
   with pytest.raises(ConfigError, match=message):

@@ -103,24 +103,52 @@ def packed_row_count(num_rows: int, multiple: int) -> int:
   return -(-max(num_rows, 1) // multiple) * multiple
 
 
-def pack_segments(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
-                  tasks: Sequence[int], *, length: int, pad_id: int,
-                  row_multiple: int = 1) -> dict[str, np.ndarray]:
-  """Several examples per row (packing), for training without padding waste.
-
-  Examples are placed by `first_fit_rows`; only examples of the same task share a row, so a
-  row's prefix is its task's. The row count R is what the examples need, rounded up to
-  `row_multiple`. Same keys as `pack_train`, shapes [R, T] / [R], plus `segments` int32
-  [R, T] (1, 2, ... per example of a row, 0 on padding; the model keeps examples apart by it
-  and restarts positions at each) and `num_examples` int32 [R] (examples per row).
-  `prefix_at` is 0 (packing serves prefix placement only).
-  """
-  lengths = [len(s) + len(t) - 1 for s, t in zip(sources, targets)]
+def _task_rows(lengths: Sequence[int], tasks: Sequence[int],
+               length: int) -> list[tuple[int, list[int]]]:
+  """(task, example indices) per row: first fit within each task, tasks in id order."""
   rows: list[tuple[int, list[int]]] = []
   for task in sorted(set(int(k) for k in tasks)):
     members = [i for i, k in enumerate(tasks) if int(k) == task]
     for row in first_fit_rows([lengths[i] for i in members], length):
       rows.append((task, [members[j] for j in row]))
+  return rows
+
+
+def packed_row_length(lengths: Sequence[int], tasks: Sequence[int], *, length: int,
+                      step: int, row_multiple: int = 1) -> int:
+  """The row length, a multiple of `step` up to `length` (or `length` itself), whose packing
+  of these examples has the fewest token slots (rows x length; ties: the shorter rows, whose
+  attention is cheaper). `step` 0: always `length`."""
+  if step <= 0:
+    return length
+  longest = max(lengths, default=1)
+  if longest > length:
+    raise PackingError(f"an example has {longest} input tokens, more than the packed row "
+                       f"length {length}")
+  candidates = sorted({*range(-(-longest // step) * step, length, step), length})
+  def slots(n: int) -> tuple[int, int]:
+    return packed_row_count(len(_task_rows(lengths, tasks, n)), row_multiple) * n, n
+  return min(candidates, key=slots)
+
+
+def pack_segments(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
+                  tasks: Sequence[int], *, length: int, pad_id: int,
+                  row_multiple: int = 1, length_step: int = 0) -> dict[str, np.ndarray]:
+  """Several examples per row (packing), for training without padding waste.
+
+  Examples are placed by `first_fit_rows`; only examples of the same task share a row, so a
+  row's prefix is its task's. The row count R is what the examples need, rounded up to
+  `row_multiple`. The row length T is `length`, or with `length_step` > 0 the one
+  `packed_row_length` picks for these examples (each (R, T) seen compiles the step once).
+  Same keys as `pack_train`, shapes [R, T] / [R], plus `segments` int32
+  [R, T] (1, 2, ... per example of a row, 0 on padding; the model keeps examples apart by it
+  and restarts positions at each) and `num_examples` int32 [R] (examples per row).
+  `prefix_at` is 0 (packing serves prefix placement only).
+  """
+  lengths = [len(s) + len(t) - 1 for s, t in zip(sources, targets)]
+  length = packed_row_length(lengths, tasks, length=length, step=length_step,
+                             row_multiple=row_multiple)
+  rows = _task_rows(lengths, tasks, length)
   r, t = packed_row_count(len(rows), row_multiple), length
   batch = {
       "inputs": np.full((r, t), pad_id, np.int32),

@@ -26,6 +26,8 @@ class TrainIterator:
   `pack_length` > 0 packs instead (`batching.pack_segments`): the G examples of a global batch
   go into rows of that length, as few as fit, rounded up to `row_multiple * process_count`
   (`row_multiple`: local devices x accumulation steps); host i takes its share of the rows.
+  `pack_length_step` > 0 shortens each batch's rows to the multiple of it that packs the batch
+  into the fewest token slots (`batching.packed_row_length`).
   A step still trains on the same G examples; only the padding is gone.
   """
 
@@ -33,7 +35,7 @@ class TrainIterator:
                shuffle: bool = True, num_epochs: int | None = None, drop_remainder: bool = True,
                buckets: Sequence[int] | None = None, padding_side: str = "right",
                process_index: int = 0, process_count: int = 1, pack_length: int = 0,
-               row_multiple: int = 1):
+               row_multiple: int = 1, pack_length_step: int = 0):
     if not 0 <= process_index < process_count:
       raise ValueError(f"process_index {process_index} not in [0, {process_count})")
     self._data = data
@@ -51,14 +53,15 @@ class TrainIterator:
     self._buckets = tuple(buckets) if buckets else batching.default_buckets(
         int(self._lengths.max()))
     self._padding_side = padding_side
-    if pack_length < 0 or row_multiple < 1:
-      raise ValueError(f"pack_length must be >= 0 and row_multiple >= 1, got {pack_length}, "
-                       f"{row_multiple}")
+    if pack_length < 0 or row_multiple < 1 or pack_length_step < 0:
+      raise ValueError(f"pack_length and pack_length_step must be >= 0 and row_multiple >= 1, "
+                       f"got {pack_length}, {pack_length_step}, {row_multiple}")
     if pack_length and int(self._lengths.max()) > pack_length:
       raise batching.PackingError(
           f"an example has {int(self._lengths.max())} input tokens, more than the packed row "
           f"length {pack_length} (data.pack_length)")
     self._pack_length, self._row_multiple = pack_length, row_multiple
+    self._pack_step = pack_length_step
     self._pi, self._pc = process_index, process_count
     self._epoch, self._step = 0, 0
     self._order_cache: tuple[int, np.ndarray] | None = None
@@ -116,7 +119,7 @@ class TrainIterator:
     batch = batching.pack_segments(
         [d.source[i] for i in glob], [d.target[i] for i in glob],
         [int(d.task[i]) for i in glob], length=self._pack_length, pad_id=self._pad_id,
-        row_multiple=self._row_multiple * self._pc)
+        row_multiple=self._row_multiple * self._pc, length_step=self._pack_step)
     return batching.host_share(batch, self._pi, self._pc)
 
   @property

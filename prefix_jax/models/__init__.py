@@ -5,16 +5,21 @@ import jax.numpy as jnp
 
 from prefix_jax.models.config import ModelConfig
 from prefix_jax.models.decoder import DecoderLM, KVCache
+from prefix_jax.models.remat import check_remat
 
 
-def build_model(cfg: ModelConfig, dtype=jnp.float32):
-  """The Linen module for `cfg.arch`; params are passed to `.apply`, never stored in it."""
+def build_model(cfg: ModelConfig, dtype=jnp.float32, remat: str = "none"):
+  """The Linen module for `cfg.arch`; params are passed to `.apply`, never stored in it.
+
+  `remat` ('none', 'dots', 'full'; see `models.remat`) sets what each block of a decoder-only
+  LM saves for the backward pass; it changes memory, not results."""
+  check_remat(remat)
   if cfg.arch == "llama":
     from prefix_jax.models.llama import Llama
-    return Llama(cfg, dtype)
+    return Llama(cfg, dtype, remat)
   if cfg.arch == "gpt2":
     from prefix_jax.models.gpt2 import GPT2
-    return GPT2(cfg, dtype)
+    return GPT2(cfg, dtype, remat)
   if cfg.arch == "bert":
     from prefix_jax.models.bert import Bert
     return Bert(cfg, dtype)

@@ -15,6 +15,7 @@ from flax import struct
 
 from prefix_jax.models import attention
 from prefix_jax.models.config import ModelConfig
+from prefix_jax.models.remat import remat_block
 from prefix_jax.prefixes.types import Prefix, PrefixShapeError
 
 Array = jax.Array
@@ -98,6 +99,11 @@ class DecoderLM(nn.Module):
   """Base of decoder-only LMs: `apply(params, tokens, prefix=...) -> logits [B, T, V]`."""
   cfg: ModelConfig
   dtype: jnp.dtype = jnp.float32
+  remat: str = "none"  # what each block saves for the backward pass (`models.remat`)
+
+  def block_class(self, cls: type[nn.Module]) -> type[nn.Module]:
+    """The block class an architecture instantiates per layer, rematerialized as asked."""
+    return remat_block(cls, self.remat)
 
   # Hooks implemented by each architecture -----------------------------------------------------
   def embed_tokens(self, tokens: Array, pos: Array) -> Array:  # [B, T] -> [B, T, H]

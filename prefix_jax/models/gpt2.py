@@ -83,7 +83,8 @@ class GPT2(DecoderLM):
                         embedding_init=nn.initializers.normal(0.02))
     self.wpe = nn.Embed(c.max_positions, c.hidden_size, dtype=self.dtype,
                         embedding_init=nn.initializers.normal(0.01))
-    self.blocks = [GPT2Block(c, self.dtype, name=f"h_{i}") for i in range(c.num_layers)]
+    block = self.block_class(GPT2Block)
+    self.blocks = [block(c, self.dtype, name=f"h_{i}") for i in range(c.num_layers)]
     self.ln_f = _layer_norm(c, self.dtype)
 
   def embed_tokens(self, tokens, pos):

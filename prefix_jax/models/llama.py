@@ -81,7 +81,8 @@ class Llama(DecoderLM):
     c = self.cfg
     self.embed = nn.Embed(c.vocab_size, c.hidden_size, dtype=self.dtype,
                           embedding_init=nn.initializers.normal(0.02))
-    self.blocks = [LlamaBlock(c, self.dtype, name=f"layers_{i}") for i in range(c.num_layers)]
+    block = self.block_class(LlamaBlock)
+    self.blocks = [block(c, self.dtype, name=f"layers_{i}") for i in range(c.num_layers)]
     self.final_norm = RMSNorm(c.norm_eps, self.dtype)
     if not c.tie_embeddings:
       self.lm_head = dense(c.vocab_size, "lm_head", self.dtype)

@@ -39,14 +39,15 @@ def base_config() -> ml_collections.ConfigDict:
       train_split="train", eval_split="validation", test_split="test",
       max_source_len=256, max_target_len=128, bucket_size=16, num_train_examples=0,
       num_eval_examples=0, num_eval_loss_examples=64, subset_seed=0, padding="right",
-      pack_length=0))
+      pack_length=0, pack_length_step=0))
   c.optim = ml_collections.ConfigDict(dict(
       name="adamw", learning_rate=5e-5, schedule="linear", warmup_steps=0, weight_decay=0.0,
       b1=0.9, b2=0.999, eps=1e-8, grad_clip=1.0))
   c.train = ml_collections.ConfigDict(dict(
       batch_size=10, accum_steps=1, num_epochs=5, num_steps=0, log_every=50, eval_every=0,
       checkpoint_every=500, keep_checkpoints=2, num_devices=-1, fsdp=False,
-      trainable_pattern="", inject_nan_at_step=0))
+      trainable_pattern="", inject_nan_at_step=0,
+      remat="dots"))  # what each block saves for backward: none | dots | full (models.remat)
   c.decode = ml_collections.ConfigDict(dict(
       beam_size=5, max_new_tokens=100, min_length=1, length_penalty=0.0, batch_size=16,
       ban_newlines=True, num_examples=0))

@@ -93,6 +93,7 @@ def train_iterator(config, tokenizer, cfg, process_index: int = 0, process_count
                               pad_id=_pad_id(tokenizer), seed=config.seed, num_epochs=None,
                               padding_side=config.data.padding,
                               pack_length=config.data.get("pack_length", 0),
+                              pack_length_step=config.data.get("pack_length_step", 0),
                               row_multiple=shards)
   return _Batches(it, shards, process_index, process_count)
 

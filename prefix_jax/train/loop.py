@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from prefix_jax.models import build_model
+from prefix_jax.models.remat import POLICIES as REMAT_POLICIES
 from prefix_jax.prefixes import PrefixSpec, count_params, init_prefix
 from prefix_jax.train import data as train_data
 from prefix_jax.train import mesh as mesh_lib
@@ -56,6 +57,13 @@ def validate_config(config) -> None:
   pack = config.data.pack_length
   if not isinstance(pack, int) or pack < 0:
     raise ConfigError(f"data.pack_length must be an int >= 0 (0: no packing), got {pack!r}")
+  step = config.data.get("pack_length_step", 0)
+  if not isinstance(step, int) or step < 0:
+    raise ConfigError(f"data.pack_length_step must be an int >= 0 (0: rows of "
+                      f"data.pack_length), got {step!r}")
+  if step and not pack:
+    raise ConfigError(f"data.pack_length_step {step} chooses packed row lengths; it needs "
+                      "data.pack_length > 0")
   if pack and config.method != "finetune" and config.prefix.placement == "infix":
     raise ConfigError("data.pack_length > 0 packs rows behind one shared prefix; an infix "
                       "(prefix.placement='infix') needs one example per row")
@@ -63,6 +71,9 @@ def validate_config(config) -> None:
     raise ConfigError(f"optim.learning_rate must be > 0, got {config.optim.learning_rate}")
   if config.dtype not in ("float32", "bfloat16"):
     raise ConfigError(f"dtype must be float32 or bfloat16, got {config.dtype!r}")
+  remat = t.get("remat", "dots")
+  if remat not in REMAT_POLICIES:
+    raise ConfigError(f"train.remat must be one of {sorted(REMAT_POLICIES)}, got {remat!r}")
 
 
 def prefix_spec(config) -> PrefixSpec | None:
@@ -109,7 +120,7 @@ def train_and_evaluate(config, workdir) -> dict:
   is_main = jax.process_index() == 0
   cfg, backbone, tokenizer = load_backbone(config.model, seed=config.seed, dtype="float32")
   dtype = jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32
-  model = build_model(cfg, dtype)
+  model = build_model(cfg, dtype, remat=config.train.get("remat", "dots"))
   spec = prefix_spec(config)
   mesh = mesh_lib.make_mesh(config.train.num_devices)
   if not config.data.pack_length:  # packed batches round their row count to the devices
