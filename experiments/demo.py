@@ -74,6 +74,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  from prefix_jax.runtime import use_huge_pages
-  use_huge_pages()  # re-executes with glibc's huge-page tunable (see prefix_jax/runtime.py)
+  from prefix_jax.runtime import keep_freed_memory
+  keep_freed_memory()  # as `prefix_jax.main` does, before JAX starts its threads
   app.run(main)

@@ -56,6 +56,6 @@ def _main_with_flags():
 
 
 if __name__ == "__main__":
-  from prefix_jax.runtime import use_huge_pages
-  use_huge_pages()  # re-executes with glibc's huge-page tunable (see prefix_jax/runtime.py)
+  from prefix_jax.runtime import keep_freed_memory
+  keep_freed_memory()  # before JAX starts its threads (see prefix_jax/runtime.py)
   _main_with_flags()
