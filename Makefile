@@ -19,7 +19,7 @@ $(STAMP): setup.py
 setup: $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile tests
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15 tests
 
 demo: $(STAMP)
 	$(PY) -m experiments.demo --config=configs/demo.py --workdir=$${WORKDIR:-runs/demo}

@@ -21,7 +21,6 @@ import argparse
 import dataclasses
 import json
 import shutil
-import os
 import sys
 import tempfile
 import time
@@ -30,12 +29,12 @@ from pathlib import Path
 from experiments import bench_common as common
 from experiments import bench_flops, bench_gpu, bench_report
 from experiments.bench_common import Worker, interleave, rate_summary, wait_all
-from prefix_jax.runtime import malloc_environment
 
 CPU_ENV = {"JAX_PLATFORMS": "cpu"}  # sections 1-4 are CPU measurements even on a GPU machine
-# Our processes run with glibc's huge-page tunable, as `prefix_jax.main` does (see
-# `prefix_jax.runtime`); the 'peft_prefix_huge' worker shows what the same setting does for PEFT.
-HUGE_PAGES_ENV = malloc_environment({**os.environ, **CPU_ENV})
+# What `prefix_jax.runtime.keep_freed_memory` sets in our processes, as glibc's environment: the
+# 'peft_prefix_kept' worker shows what the same allocator setting does for PEFT.
+KEPT_MEMORY_ENV = {**CPU_ENV, "MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_MAX_": "0",
+                   "MALLOC_TRIM_THRESHOLD_": "2147483647"}
 PEFT_LOSS_TOLERANCE = 1e-3
 
 
@@ -68,7 +67,7 @@ QUICK = Sizes(gpt2=common.QUICK_GPT2, llama=common.QUICK_LLAMA, batch=2, seq_len
 
 CPU_WORKERS = [(f"{arch}_{label}", engine) for arch, labels in (
     ("gpt2", (("torch_full", "torch"), ("ours_prefix", "jax"), ("ours_full", "jax"),
-              ("peft_prefix", "torch"), ("peft_prefix_huge", "torch"), ("matmul", "jax"))),
+              ("peft_prefix", "torch"), ("peft_prefix_kept", "torch"), ("matmul", "jax"))),
     ("llama", (("torch_full", "torch"), ("ours_prefix", "jax"), ("ours_full", "jax"))))
     for label, engine in labels] + [("decode", "jax")]
 
@@ -92,9 +91,7 @@ class Bench:
   def worker(self, name: str, engine: str, env=None) -> Worker:
     if name in self._started:
       return self._started.pop(name)
-    if env is None:  # our JAX processes as `prefix_jax.main` runs them; PyTorch as shipped
-      env = HUGE_PAGES_ENV if engine == "jax" else CPU_ENV
-    w = Worker(name, engine, self.workdir, env=env)
+    w = Worker(name, engine, self.workdir, env=CPU_ENV if env is None else env)
     self._workers.append(w)
     return w
 
@@ -125,8 +122,8 @@ class Bench:
                "ours_full": self.worker(f"{arch}_ours_full", "jax")}
     if with_peft:
       workers["peft_prefix"] = self.worker(f"{arch}_peft_prefix", "torch")
-      workers["peft_prefix_huge"] = self.worker(f"{arch}_peft_prefix_huge", "torch",
-                                                env=HUGE_PAGES_ENV)
+      workers["peft_prefix_kept"] = self.worker(f"{arch}_peft_prefix_kept", "torch",
+                                                env=KEPT_MEMORY_ENV)
       matmul = self.worker(f"{arch}_matmul", "jax")
     # With PEFT, the PyTorch worker first writes the random-weight HF checkpoint every other
     # worker loads (the step-1 losses must match). Without, each side draws its own random
@@ -140,7 +137,7 @@ class Bench:
     workers["ours_full"].setup("random", "jax_train", **self._train_args(
         method="full", **source))
     if with_peft:
-      for label in ("peft_prefix", "peft_prefix_huge"):
+      for label in ("peft_prefix", "peft_prefix_kept"):
         workers[label].setup("random", "torch_train", **self._train_args(
             method="peft", hf_dir=hf_dir))
       matmul.setup("matmul", "matmul", shape=shape, batch=self.s.batch, seq_len=self.s.seq_len,
@@ -164,11 +161,11 @@ class Bench:
     self.close(torch_full, workers["ours_full"], *([matmul] if with_peft else []))
     if with_peft:
       out["e2e"] = self._group_e2e(hf_dir, workers["ours_prefix"], workers["peft_prefix"],
-                                   workers["peft_prefix_huge"])
+                                   workers["peft_prefix_kept"])
     self.close(*[w for w in workers.values() if w in self._workers])
     return out
 
-  def _group_e2e(self, hf_dir: str, ours: Worker, peft_w: Worker, huge: Worker) -> dict:
+  def _group_e2e(self, hf_dir: str, ours: Worker, peft_w: Worker, kept: Worker) -> dict:
     from experiments.bench_peft import e2e_batches
     from experiments.bench_train import save_batches
     padded_path, packed_path = self.workdir / "e2e_padded.npz", self.workdir / "e2e_packed.npz"
@@ -181,16 +178,16 @@ class Bench:
         float(b["weights"].sum()) for b in packed], "packed and padded E2E batches differ"
     save_batches(padded_path, batches)
     save_batches(packed_path, packed)
-    for w in (ours, peft_w, huge):
+    for w in (ours, peft_w, kept):
       w.call("drop", job="random")
     args = dict(hf_dir=hf_dir, prefix_len=self.s.prefix_len)
     ours.setup("e2e", "jax_train", method="prefix", data=str(packed_path), **args)
-    for w in (peft_w, huge):
+    for w in (peft_w, kept):
       w.setup("e2e", "torch_train", method="peft", data=str(padded_path), **args)
-    labels = ("ours_prefix", "peft_prefix", "peft_prefix_huge")
-    info = dict(zip(labels, (r["info"] for r in wait_all([ours, peft_w, huge]))))
+    labels = ("ours_prefix", "peft_prefix", "peft_prefix_kept")
+    info = dict(zip(labels, (r["info"] for r in wait_all([ours, peft_w, kept]))))
     self.log(f"[gpt2] E2E, {len(batches)} batches of {self.s.e2e_batch} per call")
-    runs = self._measure([(label, w, "e2e") for label, w in zip(labels, (ours, peft_w, huge))])
+    runs = self._measure([(label, w, "e2e") for label, w in zip(labels, (ours, peft_w, kept))])
     lengths = [int(b["mask"].sum(-1).max()) for b in batches]
     return {"info": info, "runs": runs, "longest_rows": lengths,
             "real_tokens": int(sum(b["mask"].sum() for b in batches)),
@@ -268,13 +265,13 @@ def train_section(group: dict, sizes: Sizes) -> dict:
 
 def _vs_peft(runs: dict, info: dict) -> dict:
   ours, theirs = rate_summary(runs["ours_prefix"]), rate_summary(runs["peft_prefix"])
-  huge = rate_summary(runs["peft_prefix_huge"])
+  kept = rate_summary(runs["peft_prefix_kept"])
   loss_ours = runs["ours_prefix"][0]["first_loss"]
   loss_peft = runs["peft_prefix"][0]["first_loss"]
-  return {"ours": ours, "peft": theirs, "peft_huge_pages": huge,
+  return {"ours": ours, "peft": theirs, "peft_kept_memory": kept,
           "tokens_per_s_ratio": ours["tokens_per_s"]["median"] / theirs["tokens_per_s"]["median"],
-          "tokens_per_s_ratio_vs_peft_huge_pages":
-              ours["tokens_per_s"]["median"] / huge["tokens_per_s"]["median"],
+          "tokens_per_s_ratio_vs_peft_kept_memory":
+              ours["tokens_per_s"]["median"] / kept["tokens_per_s"]["median"],
           "per_round_ratio": common.summarize(
               [(a["tokens"] / a["seconds"]) / (b["tokens"] / b["seconds"])
                for a, b in zip(runs["ours_prefix"], runs["peft_prefix"])]),
@@ -286,7 +283,7 @@ def _vs_peft(runs: dict, info: dict) -> dict:
 def peft_section(group: dict, sizes: Sizes) -> dict:
   random = _vs_peft(group["runs"], group["info"])
   random["peak_rss_mib"] = {k: group["memory"][k]["peak_rss_mib"]
-                            for k in ("ours_prefix", "peft_prefix", "peft_prefix_huge")}
+                            for k in ("ours_prefix", "peft_prefix", "peft_prefix_kept")}
   e2e = _vs_peft(group["e2e"]["runs"], group["e2e"]["info"])
   e2e.update(batch_size=sizes.e2e_batch, batches_per_call=sizes.e2e_batches,
              counted="target tokens", pack_length=sizes.e2e_pack_length,

@@ -8,6 +8,14 @@ the 2-core CI machine. `keep_freed_memory()` makes glibc serve every thread from
 heap, never mmap, and never trim, so a step reuses the pages of the step before (page faults
 per step: 0; peak RSS unchanged, but freed memory is not returned to the OS).
 
+Measured since: the one arena fragments. After a few steps (the 2nd to the 5th in 10-step
+GPT-2 runs) the process holds a second temporary buffer and then stays there (RSS 1.6 -> 2.3
+GB with `train.remat='dots'`): small allocations split the freed buffer, so the next step's
+cannot fit in it. glibc's `glibc.malloc.hugetlb=1` tunable (2 MiB pages for what malloc maps,
+~1,600 faults per step instead of ~240,000) avoids that and is as fast in a lone process, but
+made steps 1.7-2.3x slower in the benchmark, where several processes allocate at
+once (fresh huge pages are costly in this VM), so it was not adopted.
+
 It must run before JAX starts its backend (before the first computation): arenas made by
 threads that already allocated keep their behaviour. The entry points (`prefix_jax.main`,
 the benchmark's JAX workers) call it first thing; `PREFIX_JAX_KEEP_FREED_MEMORY=0` turns it
