@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from prefix_jax.models import build_model
-from prefix_jax.models.remat import POLICIES as REMAT_POLICIES
+from prefix_jax.models.remat import check_remat
 from prefix_jax.prefixes import PrefixSpec, count_params, init_prefix
 from prefix_jax.train import data as train_data
 from prefix_jax.train import mesh as mesh_lib
@@ -71,9 +71,10 @@ def validate_config(config) -> None:
     raise ConfigError(f"optim.learning_rate must be > 0, got {config.optim.learning_rate}")
   if config.dtype not in ("float32", "bfloat16"):
     raise ConfigError(f"dtype must be float32 or bfloat16, got {config.dtype!r}")
-  remat = t.get("remat", "dots")
-  if remat not in REMAT_POLICIES:
-    raise ConfigError(f"train.remat must be one of {sorted(REMAT_POLICIES)}, got {remat!r}")
+  try:
+    check_remat(t.remat)
+  except ValueError as e:
+    raise ConfigError(f"train.{e}") from None
 
 
 def prefix_spec(config) -> PrefixSpec | None:
@@ -120,7 +121,7 @@ def train_and_evaluate(config, workdir) -> dict:
   is_main = jax.process_index() == 0
   cfg, backbone, tokenizer = load_backbone(config.model, seed=config.seed, dtype="float32")
   dtype = jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32
-  model = build_model(cfg, dtype, remat=config.train.get("remat", "dots"))
+  model = build_model(cfg, dtype, remat=config.train.remat)
   spec = prefix_spec(config)
   mesh = mesh_lib.make_mesh(config.train.num_devices)
   if not config.data.pack_length:  # packed batches round their row count to the devices

@@ -177,7 +177,8 @@ def load_hf_dir(path, with_tokenizer: bool = True):
 
 
 def transpose(x):
-  return np.ascontiguousarray(x.T)
+  # One copy, straight into an aligned buffer (params_from_tensors then keeps it as it is).
+  return aligned_float32(x.T)
 
 
 def identity(x):
