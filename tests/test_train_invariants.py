@@ -111,6 +111,32 @@ def test_logits_only_where_needed_give_the_same_loss_and_grads(arch):
     add_loss_positions({k: np.asarray(v) for k, v in batch.items()}, groups=2)
 
 
+@pytest.mark.parametrize("arch,method,groups,packed", [
+    ("gpt2", "prompt", 1, False), ("llama", "hidden", None, True), ("llama", "prompt", 1, True)])
+def test_outputs_at_some_positions_equal_the_full_run_gathered(arch, method, groups, packed):
+  # out_pos: the last layer's output projection and MLP run at those positions only.
+  from prefix_jax.models.decoder import KVCache, gather_positions
+  from prefix_jax.prefixes import materialize
+  from prefix_jax.prefixes.types import PrefixShapeError
+  cfg, model, backbone = tiny_model(arch)
+  spec = PrefixSpec(method=method, length=3, init_std=0.5)
+  prefix = materialize(spec, cfg, init_prefix(spec, cfg, jax.random.PRNGKey(2)))
+  rs = np.random.RandomState(0)
+  tokens = jnp.asarray(rs.randint(0, cfg.vocab_size, (4, 9)))
+  segments = jnp.asarray(np.repeat([[0] * 4 + [1] * 5], 4, 0)) if packed else None
+  pos = jnp.asarray([[0, 3, 4, 8, 13, 22, 27, 35]] if groups == 1 else
+                    np.stack([rs.permutation(9)[:5] for _ in range(4)]))
+  pos = pos.astype(jnp.int32)
+  run = jax.jit(lambda tokens, pos: (
+      model.apply({"params": backbone}, tokens, prefix=prefix, segments=segments),
+      model.apply({"params": backbone}, tokens, prefix=prefix, segments=segments, out_pos=pos)))
+  full, some = run(tokens, pos)
+  assert some.shape == (*pos.shape, cfg.vocab_size)
+  np.testing.assert_allclose(some, gather_positions(full, pos), atol=1e-5, rtol=1e-5)
+  with pytest.raises(PrefixShapeError, match="out_pos .* takes no cache"):
+    model.apply({"params": backbone}, tokens, out_pos=pos, cache=KVCache.init(cfg, 4, 16))
+
+
 def test_fused_linear_cross_entropy_equals_plain_loss_and_grads():
   import optax
   from prefix_jax.train.fused_ce import linear_cross_entropy

@@ -2,7 +2,9 @@
 
 An architecture subclasses `DecoderLM` and supplies its blocks and four small hooks
 (`embed_tokens`, `embed_vectors`, `final_norm_fn`, `unembed`). Each block provides
-`__call__(x, q_pos, mask, extra_kv, layer_cache, cache_index) -> (x, layer_cache)` and
+`__call__(x, q_pos, mask, extra_kv, layer_cache, cache_index, out_pos) -> (x, layer_cache)`
+(with `out_pos` [G, K] it returns [G, K, H]: the attention output projection, residual and MLP
+run only at those positions, see `gather_positions`) and
 `prefix_kv(hidden, pos) -> (k, v)` (the layer's own norm + W_k/W_v (+ RoPE) applied to
 hidden-state prefix vectors: a hidden prefix enters attention exactly as its keys/values).
 """
@@ -52,6 +54,14 @@ class KVCache:
   def next_position(self) -> Array:
     """[B] the logical position after the last valid slot (0 for an empty cache)."""
     return jnp.max(jnp.where(self.valid, self.pos + 1, 0), axis=-1)
+
+
+def gather_positions(x: Array, pos: Array) -> Array:
+  """x [B, T, ...] at positions [G, K] of its G groups of B/G rows flattened -> [G, K, ...]
+  (a position is `row_in_group * T + t`; see `train.loss.add_loss_positions`)."""
+  g = pos.shape[0]
+  x = x.reshape(g, -1, *x.shape[2:])
+  return jnp.take_along_axis(x, pos.reshape(*pos.shape, *([1] * (x.ndim - 2))), axis=1)
 
 
 def segment_starts(mask: Array, segments: Array) -> Array:
@@ -121,7 +131,8 @@ class DecoderLM(nn.Module):
   # -------------------------------------------------------------------------------------------
   def __call__(self, tokens: Array, *, prefix: Prefix | None = None, mask: Array | None = None,
                prefix_at: Array | None = None, cache: KVCache | None = None,
-               segments: Array | None = None, return_hidden: bool = False):
+               segments: Array | None = None, return_hidden: bool = False,
+               out_pos: Array | None = None):
     """Runs the backbone.
 
     Args:
@@ -133,8 +144,13 @@ class DecoderLM(nn.Module):
       segments: [B, T] int segment ids of packed rows (several examples per row, each seeing
         only itself and the shared prefix); None: one example per row.
       return_hidden: return the final-norm hidden states [B, T, H] instead of logits.
+      out_pos: [G, K] int positions into G groups of B/G rows flattened (`gather_positions`):
+        the output is needed only there (the loss positions). The last layer then runs its
+        attention output projection and MLP, and the final norm, on G x K positions only: no
+        later layer reads the other positions. Not with a cache.
     Returns:
-      logits [B, T, V] (or hidden [B, T, H]); with a cache, `(out, new_cache)`.
+      logits [B, T, V] (or hidden [B, T, H]; with `out_pos` [G, K, V] or [G, K, H]); with a
+      cache, `(out, new_cache)`.
     """
     cfg = self.cfg
     b, t = tokens.shape
@@ -158,6 +174,8 @@ class DecoderLM(nn.Module):
       raise PrefixShapeError("an infix prompt cannot be decoded with a cache")
     if segments is not None and (cache is not None or prefix_at is not None):
       raise PrefixShapeError("packed rows (segments) take neither a cache nor an infix")
+    if out_pos is not None and cache is not None:
+      raise PrefixShapeError("out_pos (outputs at some positions only) takes no cache")
     if segments is not None and segments.shape != (b, t):
       raise PrefixShapeError(f"segments shape {segments.shape} != tokens shape {(b, t)}")
 
@@ -194,6 +212,12 @@ class DecoderLM(nn.Module):
     # A shared hidden prefix in prefix position has the same positions for every example:
     # project it once instead of per example.
     shared_hidden = form == "hidden" and not prefix.batched and prefix_at is None and cache is None
+    last_pos = None
+    if out_pos is not None:
+      last_pos = out_pos
+      if form == "prompt":  # rows carry the lp prompt slots first: skip them
+        rows = out_pos // t
+        last_pos = out_pos + (rows + 1) * lp
     new_keys, new_values = [], []
     for l, block in enumerate(self.blocks):
       extra_kv = None
@@ -208,13 +232,14 @@ class DecoderLM(nn.Module):
           extra_kv = block.prefix_kv(attention.broadcast_batch(hidden, b, 2), prefix_pos)
       self.sow("intermediates", "layer_inputs", x)
       layer_cache = None if cache is None else (cache.keys[l], cache.values[l])
-      x, layer_cache = block(x, q_pos, attn_mask, extra_kv, layer_cache, index)
+      select = last_pos if l == len(self.blocks) - 1 else None
+      x, layer_cache = block(x, q_pos, attn_mask, extra_kv, layer_cache, index, select)
       if layer_cache is not None:
         new_keys.append(layer_cache[0])
         new_values.append(layer_cache[1])
 
     x = self.final_norm_fn(x)
-    if form == "prompt":
+    if form == "prompt" and out_pos is None:
       x = x[:, lp:]
     out = x if return_hidden else self.unembed(x)
     if cache is None:

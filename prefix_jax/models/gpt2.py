@@ -5,7 +5,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from prefix_jax.models import attention
-from prefix_jax.models.decoder import DecoderLM
+from prefix_jax.models.decoder import DecoderLM, gather_positions
 from prefix_jax.models.layers import ACTIVATIONS, dense
 
 
@@ -33,14 +33,16 @@ class GPT2Attention(nn.Module):
     _, k, v = self._qkv(x)
     return k, v
 
-  def __call__(self, x, q_pos, mask, extra_kv, layer_cache, cache_index):
+  def __call__(self, x, q_pos, mask, extra_kv, layer_cache, cache_index, out_pos=None):
     q, k, v = self._qkv(x)
     self.sow("intermediates", "kv", (k, v))
     ek, ev = extra_kv if extra_kv is not None else (None, None)
     k, v, layer_cache = attention.gather_keys(k, v, extra_k=ek, extra_v=ev,
                                               layer_cache=layer_cache, cache_index=cache_index)
-    out = attention.attend(q, k, v, mask)
-    return self.c_proj(out.reshape(*x.shape[:-1], -1)), layer_cache
+    out = attention.attend(q, k, v, mask).reshape(*x.shape[:-1], -1)
+    if out_pos is not None:
+      out = gather_positions(out, out_pos)
+    return self.c_proj(out), layer_cache
 
 
 class GPT2MLP(nn.Module):
@@ -67,9 +69,11 @@ class GPT2Block(nn.Module):
   def prefix_kv(self, hidden, pos):
     return self.attn.project_kv(self.ln_1(hidden), pos)
 
-  def __call__(self, x, q_pos, mask, extra_kv=None, layer_cache=None, cache_index=None):
-    h, layer_cache = self.attn(self.ln_1(x), q_pos, mask, extra_kv, layer_cache, cache_index)
-    x = x + h
+  def __call__(self, x, q_pos, mask, extra_kv=None, layer_cache=None, cache_index=None,
+               out_pos=None):
+    h, layer_cache = self.attn(self.ln_1(x), q_pos, mask, extra_kv, layer_cache, cache_index,
+                               out_pos)
+    x = (x if out_pos is None else gather_positions(x, out_pos)) + h
     return x + self.mlp(self.ln_2(x)), layer_cache
 
 

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from prefix_jax.models import attention
-from prefix_jax.models.decoder import DecoderLM
+from prefix_jax.models.decoder import DecoderLM, gather_positions
 from prefix_jax.models.layers import RMSNorm, dense
 
 
@@ -28,7 +28,7 @@ class LlamaAttention(nn.Module):
     v = self.v_proj(x).reshape(*x.shape[:-1], c.num_kv_heads, c.head_dim)
     return attention.apply_rope(k, pos, c.rope_theta), v
 
-  def __call__(self, x, q_pos, mask, extra_kv, layer_cache, cache_index):
+  def __call__(self, x, q_pos, mask, extra_kv, layer_cache, cache_index, out_pos=None):
     c = self.cfg
     q = self.q_proj(x).reshape(*x.shape[:-1], c.num_heads, c.head_dim)
     q = attention.apply_rope(q, q_pos, c.rope_theta)
@@ -37,8 +37,10 @@ class LlamaAttention(nn.Module):
     ek, ev = extra_kv if extra_kv is not None else (None, None)
     k, v, layer_cache = attention.gather_keys(k, v, extra_k=ek, extra_v=ev,
                                               layer_cache=layer_cache, cache_index=cache_index)
-    out = attention.attend(q, k, v, mask)
-    return self.o_proj(out.reshape(*x.shape[:-1], -1)), layer_cache
+    out = attention.attend(q, k, v, mask).reshape(*x.shape[:-1], -1)
+    if out_pos is not None:
+      out = gather_positions(out, out_pos)
+    return self.o_proj(out), layer_cache
 
 
 class LlamaMLP(nn.Module):
@@ -67,9 +69,11 @@ class LlamaBlock(nn.Module):
     """Hidden prefix [B, Lp, H] at positions [B, Lp] -> keys/values [B, Lp, Hkv, D]."""
     return self.attn.project_kv(self.attn_norm(hidden), pos)
 
-  def __call__(self, x, q_pos, mask, extra_kv=None, layer_cache=None, cache_index=None):
-    h, layer_cache = self.attn(self.attn_norm(x), q_pos, mask, extra_kv, layer_cache, cache_index)
-    x = x + h
+  def __call__(self, x, q_pos, mask, extra_kv=None, layer_cache=None, cache_index=None,
+               out_pos=None):
+    h, layer_cache = self.attn(self.attn_norm(x), q_pos, mask, extra_kv, layer_cache, cache_index,
+                               out_pos)
+    x = (x if out_pos is None else gather_positions(x, out_pos)) + h
     return x + self.mlp(self.mlp_norm(x)), layer_cache
 
 

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from prefix_jax.models.decoder import DecoderLM, gather_positions
 from prefix_jax.prefixes import PrefixSpec, materialize
 from prefix_jax.train.fused_ce import linear_cross_entropy
 
@@ -55,25 +56,24 @@ def add_loss_positions(batch: dict, multiple: int = 16, groups: int | None = Non
   return dict(batch, loss_pos=pos, loss_valid=valid)
 
 
-def _gather(x: Array, pos: Array) -> Array:
-  """x [B, T, ...] at positions [G, K] of its G groups of rows flattened -> [G, K, ...]."""
-  g = pos.shape[0]
-  x = x.reshape(g, -1, *x.shape[2:])
-  return jnp.take_along_axis(x, pos.reshape(*pos.shape, *([1] * (x.ndim - 2))), axis=1)
-
-
 def model_loss(model, backbone, batch, prefix=None, prefix_at=None):
-  """Cross-entropy of `model` on a batch; with `loss_pos` only those positions are unembedded.
+  """Cross-entropy of `model` on a batch; with `loss_pos` only those positions are unembedded
+  (and, in a decoder-only LM, only those run the last layer's MLP).
   A packed batch (`segments` [B, T], see `data.batching.pack_segments`) runs as packed rows."""
   kwargs = dict(prefix=prefix, mask=batch["mask"], prefix_at=prefix_at,
                 segments=batch.get("segments"))
   if "loss_pos" not in batch:
     logits = model.apply({"params": backbone}, batch["inputs"], **kwargs)
     return token_cross_entropy(logits, batch["targets"], batch["weights"])
-  hidden = model.apply({"params": backbone}, batch["inputs"], return_hidden=True, **kwargs)
   pos = batch["loss_pos"]
-  weights = _gather(batch["weights"], pos) * batch["loss_valid"]
-  hidden, targets = _gather(hidden, pos), _gather(batch["targets"], pos)
+  if isinstance(model, DecoderLM):  # the last layer runs only where the loss reads
+    hidden = model.apply({"params": backbone}, batch["inputs"], return_hidden=True,
+                         out_pos=pos, **kwargs)
+  else:
+    hidden = gather_positions(
+        model.apply({"params": backbone}, batch["inputs"], return_hidden=True, **kwargs), pos)
+  weights = gather_positions(batch["weights"], pos) * batch["loss_valid"]
+  targets = gather_positions(batch["targets"], pos)
   total = jnp.sum(weights)
   if hasattr(model, "unembedding"):  # linear head: never materialize [B*K, V] logits
     head = model.apply({"params": backbone}, method=type(model).unembedding)
