@@ -5,6 +5,22 @@ import pytest
 
 from prefix_jax import paths
 
+# The tests compile hundreds of small programs and run each a few times: LLVM's optimization
+# passes cost more than they save there (test_prefix_semantics: 103 -> 64 s). It changes code
+# generation, not arithmetic (XLA's CPU backend keeps IEEE semantics at every level). Set before
+# any test initializes JAX; subprocesses inherit it (`with_xla_flags` keeps it).
+XLA_TEST_FLAGS = "--xla_backend_optimization_level=0"
+if XLA_TEST_FLAGS not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {XLA_TEST_FLAGS}".strip()
+
+
+def with_xla_flags(env: dict) -> dict:
+  """os.environ updated by `env`, whose XLA_FLAGS are added to the inherited ones."""
+  out = dict(os.environ, **env)
+  if "XLA_FLAGS" in env:
+    out["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {env['XLA_FLAGS']}".strip()
+  return out
+
 
 @pytest.fixture(scope="session")
 def shared_dir():

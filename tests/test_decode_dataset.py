@@ -7,7 +7,7 @@ import pytest
 from prefix_jax.decode import DecodeConfig, beam_search, generate_dataset, greedy_search
 from prefix_jax.decode import bench, beam as beam_mod, dataset, greedy as greedy_mod
 from prefix_jax.prefixes import Prefix, pad_and_stack
-from tiny import CONFIGS, tiny_model
+from tiny import CONFIGS, apply, tiny_model
 
 
 class _WordTokenizer:
@@ -41,7 +41,7 @@ def test_generate_dataset_writes_one_line_per_valid_example(tmp_path, monkeypatc
   preds = generate_dataset(model, params, bank, batches, _WordTokenizer(), out_path=out_path,
                            config=config)
 
-  kv_bank = model.apply({"params": params}, bank, method=type(model).prefix_to_kv)
+  kv_bank = apply(model, {"params": params}, bank, method=type(model).prefix_to_kv)
   expected = []
   for batch in batches:
     # Row 0 repeated fills a short batch (same shape as the first: no second compilation).

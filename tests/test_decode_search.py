@@ -9,7 +9,7 @@ import pytest
 from prefix_jax.decode import DecodeConfig, beam_search, greedy_search
 from prefix_jax.prefixes import Prefix, PrefixSpec, fold_reparam, init_prefix, materialize
 from prefix_jax.prefixes import pad_and_stack
-from tiny import tiny_model
+from tiny import apply, tiny_model
 
 ARCHS = ["llama", "gpt2"]
 N_NEW = 6
@@ -105,7 +105,7 @@ def test_prefix_tuned_model_decodes_same_with_hidden_or_preconverted_kv():
   folded_spec, folded = fold_reparam(spec, cfg, trained)
   bank = materialize(folded_spec, cfg, folded)
   assert bank.form == "hidden"
-  kv_bank = model.apply({"params": params}, bank, method=type(model).prefix_to_kv)
+  kv_bank = apply(model, {"params": params}, bank, method=type(model).prefix_to_kv)
   assert kv_bank.form == "kv"
   inputs, mask = _batch(cfg, seed=1)
   task = jnp.asarray([0, 1, 1])

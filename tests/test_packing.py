@@ -13,9 +13,8 @@ from prefix_jax.data.iterator import TrainIterator
 from prefix_jax.models.decoder import segment_starts
 from prefix_jax.prefixes import Prefix, PrefixShapeError, PrefixSpec, init_prefix
 from prefix_jax.train.loss import add_loss_positions, lm_loss
-import tiny
+from tiny import tiny_model
 
-tiny_model = functools.lru_cache(tiny.tiny_model)  # read-only here: one init per arch
 
 ARCHS = ["llama", "gpt2"]
 PAD = 0

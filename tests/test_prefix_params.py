@@ -6,7 +6,7 @@ import pytest
 
 from prefix_jax.prefixes import (Prefix, PrefixShapeError, PrefixSpec, check_params,
                                  fold_reparam, init_prefix, materialize)
-from tiny import tiny_model
+from tiny import apply, tiny_model
 
 
 class CharTokenizer:
@@ -23,9 +23,9 @@ def test_folded_mlp_gives_the_same_logits_without_the_mlp(method):
   assert folded_spec.reparam == "none" and "mlp" not in folded
   check_params(folded_spec, cfg, folded)
   tokens = jnp.arange(6)[None] % cfg.vocab_size
-  with_mlp = model.apply({"params": backbone}, tokens, prefix=materialize(spec, cfg, params))
-  without = model.apply({"params": backbone}, tokens,
-                        prefix=materialize(folded_spec, cfg, folded))
+  with_mlp = apply(model, {"params": backbone}, tokens, prefix=materialize(spec, cfg, params))
+  without = apply(model, {"params": backbone}, tokens,
+                  prefix=materialize(folded_spec, cfg, folded))
   np.testing.assert_allclose(with_mlp, without, atol=1e-6, rtol=0)
 
 
@@ -40,7 +40,7 @@ def test_word_init_hidden_and_kv_agree(arch):
                     jax.random.PRNGKey(0), **kw)
   kv = init_prefix(PrefixSpec(method="kv", length=5, init="words"), cfg,
                    jax.random.PRNGKey(0), **kw)
-  as_kv = model.apply({"params": backbone}, Prefix(**hid), method=type(model).prefix_to_kv)
+  as_kv = apply(model, {"params": backbone}, Prefix(**hid), method=type(model).prefix_to_kv)
   np.testing.assert_allclose(as_kv.keys, kv["keys"], atol=1e-5, rtol=0)
   np.testing.assert_allclose(as_kv.values, kv["values"], atol=1e-5, rtol=0)
   # Layer 0's input is the embedding of the words (+ positions for GPT-2).

@@ -1,4 +1,6 @@
 """What a prefix does to the backbone, checked against hand-built references."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,7 +10,7 @@ from prefix_jax.models import attention
 from prefix_jax.models.gpt2 import GPT2Block
 from prefix_jax.models.llama import LlamaBlock
 from prefix_jax.prefixes import Prefix, PrefixShapeError, pad_and_stack
-from tiny import tiny_model
+from tiny import apply, tiny_model
 
 ARCHS = ["llama", "gpt2"]
 BLOCKS = {"llama": (LlamaBlock, "layers_"), "gpt2": (GPT2Block, "h_")}
@@ -25,19 +27,27 @@ def _hidden(cfg, lp, seed=1, batch=None):
 
 
 def _embed(model, params, tokens, pos):
-  return model.apply({"params": params}, tokens, pos, method=type(model).embed_tokens)
+  return apply(model, {"params": params}, tokens, pos, method=type(model).embed_tokens)
 
 
 def _head(model, params, x):
-  return model.apply({"params": params}, x,
-                     method=lambda m, h: m.unembed(m.final_norm_fn(h)))
+  return apply(model, {"params": params}, x, method=_norm_and_unembed)
+
+
+def _norm_and_unembed(m, h):
+  return m.unembed(m.final_norm_fn(h))
+
+
+@functools.lru_cache(maxsize=None)
+def _block(block_cls, cfg):
+  return block_cls(cfg)
 
 
 def _run_block(arch, cfg, params, l, x, pos):
   """The unmodified layer l over x [B, S, H] at positions [B, S] with a causal mask."""
   block_cls, prefix = BLOCKS[arch]
   mask = attention.causal_mask(pos, pos, jnp.ones(pos.shape, bool))
-  out, _ = block_cls(cfg).apply({"params": params[f"{prefix}{l}"]}, x, pos, mask)
+  out, _ = apply(_block(block_cls, cfg), {"params": params[f"{prefix}{l}"]}, x, pos, mask)
   return out
 
 
@@ -64,7 +74,7 @@ def test_hidden_form_equals_textbook_reference_at_every_layer(arch):
   cfg, model, params = tiny_model(arch)
   tokens = _tokens(cfg, (2, 7))
   hidden = _hidden(cfg, lp=4)
-  logits, state = model.apply({"params": params}, tokens, prefix=Prefix(hidden=hidden),
+  logits, state = apply(model, {"params": params}, tokens, prefix=Prefix(hidden=hidden),
                               mutable=["intermediates"])
   ref_logits, ref_inputs = _reference_hidden(arch, cfg, model, params, tokens, hidden)
   ours_inputs = state["intermediates"]["layer_inputs"]
@@ -75,7 +85,7 @@ def test_hidden_form_equals_textbook_reference_at_every_layer(arch):
   np.testing.assert_allclose(logits, ref_logits, atol=1e-5, rtol=0)
   # The prefix really matters: a different P_1 changes the output.
   other = hidden.at[1].multiply(jax.random.normal(jax.random.PRNGKey(9), hidden[1].shape))
-  moved = model.apply({"params": params}, tokens, prefix=Prefix(hidden=other))
+  moved = apply(model, {"params": params}, tokens, prefix=Prefix(hidden=other))
   assert np.abs(np.asarray(moved - logits)).max() > 1e-3
 
 
@@ -85,12 +95,12 @@ def test_infix_equals_textbook_insertion_between_source_and_target(arch):
   tokens = _tokens(cfg, (1, 9))
   hidden = _hidden(cfg, lp=3)
   src = 4
-  ours = model.apply({"params": params}, tokens, prefix=Prefix(hidden=hidden),
+  ours = apply(model, {"params": params}, tokens, prefix=Prefix(hidden=hidden),
                      prefix_at=jnp.asarray([src]))
   ref, _ = _reference_hidden(arch, cfg, model, params, tokens, hidden, insert_at=src)
   np.testing.assert_allclose(ours, ref, atol=1e-5, rtol=0)
   # The source (before the infix) is untouched by it: equal to the plain backbone there.
-  plain = model.apply({"params": params}, tokens)
+  plain = apply(model, {"params": params}, tokens)
   np.testing.assert_allclose(ours[:, :src], plain[:, :src], atol=1e-5, rtol=0)
 
 
@@ -100,12 +110,12 @@ def test_prompt_form_equals_embedding_concatenation(arch):
   tokens = _tokens(cfg, (2, 6))
   lp = 3
   prompt = jax.random.normal(jax.random.PRNGKey(3), (lp, cfg.hidden_size))
-  ours = model.apply({"params": params}, tokens, prefix=Prefix(prompt=prompt))
+  ours = apply(model, {"params": params}, tokens, prefix=Prefix(prompt=prompt))
   # Reference: [prompt ; token embeddings] through every unmodified layer, prompt outputs dropped.
   b, t = tokens.shape
   pos = jnp.broadcast_to(jnp.arange(lp + t), (b, lp + t))
   x = jnp.concatenate([
-      model.apply({"params": params}, jnp.broadcast_to(prompt, (b, lp, cfg.hidden_size)),
+      apply(model, {"params": params}, jnp.broadcast_to(prompt, (b, lp, cfg.hidden_size)),
                   pos[:, :lp], method=type(model).embed_vectors),
       _embed(model, params, tokens, pos[:, lp:])], axis=1)
   for l in range(cfg.num_layers):
@@ -117,14 +127,14 @@ def test_prompt_form_equals_embedding_concatenation(arch):
 def test_no_prefix_and_zero_length_prefix_equal_plain_backbone(arch):
   cfg, model, params = tiny_model(arch)
   tokens = _tokens(cfg, (2, 6))
-  plain = np.asarray(model.apply({"params": params}, tokens))
+  plain = np.asarray(apply(model, {"params": params}, tokens))
   for prefix in (None, Prefix(hidden=jnp.zeros((cfg.num_layers, 0, cfg.hidden_size))),
                  Prefix(prompt=jnp.zeros((0, cfg.hidden_size)))):
-    out = np.asarray(model.apply({"params": params}, tokens, prefix=prefix))
+    out = np.asarray(apply(model, {"params": params}, tokens, prefix=prefix))
     np.testing.assert_array_equal(out, plain)
   # A prefix whose slots are all switched off (mask False) is no prefix either.
   off = Prefix(hidden=_hidden(cfg, 4), mask=jnp.zeros((4,), bool))
-  np.testing.assert_allclose(model.apply({"params": params}, tokens, prefix=off), plain,
+  np.testing.assert_allclose(apply(model, {"params": params}, tokens, prefix=off), plain,
                              atol=1e-6, rtol=0)
 
 
@@ -167,12 +177,13 @@ def test_kv_form_from_frozen_projections_equals_hidden_form(arch):
   cfg, model, params = tiny_model(arch)
   tokens = _tokens(cfg, (2, 7))
   hidden = _hidden(cfg, lp=5)
-  by_hidden = model.apply({"params": params}, tokens, prefix=Prefix(hidden=hidden))
+  by_hidden = apply(model, {"params": params}, tokens, prefix=Prefix(hidden=hidden))
   kv = _kv_by_hand(arch, cfg, params, hidden)
-  by_kv = model.apply({"params": params}, tokens, prefix=kv)
+  by_kv = apply(model, {"params": params}, tokens, prefix=kv)
   np.testing.assert_allclose(by_kv, by_hidden, atol=1e-5, rtol=0)
   # prefix_to_kv (computed once per task for serving) gives the same keys/values.
-  cached = model.apply({"params": params}, Prefix(hidden=hidden), method=type(model).prefix_to_kv)
+  cached = apply(model, {"params": params}, Prefix(hidden=hidden),
+                 method=type(model).prefix_to_kv)
   np.testing.assert_allclose(cached.keys, kv.keys, atol=1e-5, rtol=0)
   np.testing.assert_allclose(cached.values, kv.values, atol=1e-5, rtol=0)
 
@@ -195,9 +206,9 @@ def test_per_example_prefixes_equal_separate_runs(arch, form):
   # Two tasks with *different lengths*: the bank pads to the longest and masks.
   pa, pb = make(10, 4), make(20, 2)
   bank = pad_and_stack([pa, pb])
-  mixed = model.apply({"params": params}, tokens, prefix=bank.gather(jnp.asarray([0, 1])))
-  alone_a = model.apply({"params": params}, tokens[:1], prefix=pa)
-  alone_b = model.apply({"params": params}, tokens[1:], prefix=pb)
+  mixed = apply(model, {"params": params}, tokens, prefix=bank.gather(jnp.asarray([0, 1])))
+  alone_a = apply(model, {"params": params}, tokens[:1], prefix=pa)
+  alone_b = apply(model, {"params": params}, tokens[1:], prefix=pb)
   np.testing.assert_allclose(mixed[0], alone_a[0], atol=1e-5, rtol=0)
   np.testing.assert_allclose(mixed[1], alone_b[0], atol=1e-5, rtol=0)
 
@@ -211,12 +222,12 @@ def test_padding_with_prefix_equals_unpadded_run(arch, side):
   n = 5
   mask = np.ones((2, 8), bool)
   mask[1] = np.arange(8) < n if side == "right" else np.arange(8) >= 8 - n
-  out = model.apply({"params": params}, tokens, prefix=prefix, mask=jnp.asarray(mask))
-  alone = model.apply({"params": params}, tokens[1:, mask[1]], prefix=prefix)
+  out = apply(model, {"params": params}, tokens, prefix=prefix, mask=jnp.asarray(mask))
+  alone = apply(model, {"params": params}, tokens[1:, mask[1]], prefix=prefix)
   np.testing.assert_allclose(out[1][mask[1]], alone[0], atol=1e-5, rtol=0)
   # Padding keys are invisible: changing padded tokens changes nothing at real positions.
   other = jnp.where(jnp.asarray(mask), tokens, (tokens + 7) % cfg.vocab_size)
-  out2 = model.apply({"params": params}, other, prefix=prefix, mask=jnp.asarray(mask))
+  out2 = apply(model, {"params": params}, other, prefix=prefix, mask=jnp.asarray(mask))
   np.testing.assert_allclose(out2[1][mask[1]], out[1][mask[1]], atol=1e-6, rtol=0)
 
 
@@ -232,16 +243,16 @@ def test_every_real_token_sees_prefix_and_causality_holds():
 def test_bad_prefix_shapes_fail_before_compilation(arch):
   cfg, model, params = tiny_model(arch)
   tokens = _tokens(cfg, (2, 6))
-  apply = jax.jit(lambda p, pre: model.apply({"params": p}, tokens, prefix=pre))
+  run = jax.jit(lambda p, pre: model.apply({"params": p}, tokens, prefix=pre))
   wrong_layers = Prefix(hidden=jnp.zeros((cfg.num_layers + 1, 3, cfg.hidden_size)))
   with pytest.raises(PrefixShapeError, match=r"expected \(3, 3, 32\)"):
-    apply(params, wrong_layers)
+    run(params, wrong_layers)
   wrong_batch = Prefix(hidden=jnp.zeros((3, cfg.num_layers, 3, cfg.hidden_size)))
   with pytest.raises(PrefixShapeError, match="batch=2"):
-    apply(params, wrong_batch)
+    run(params, wrong_batch)
   too_long = Prefix(hidden=jnp.zeros((cfg.num_layers, 60, cfg.hidden_size)))
   with pytest.raises(PrefixShapeError, match=r"60 \+ sequence length 6 = 66 exceeds .* 64"):
-    apply(params, too_long)
+    run(params, too_long)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -255,11 +266,11 @@ def test_prefix_passed_with_a_cache_equals_uncached_run(arch, form):
   hidden = _hidden(cfg, 3)
   prefix = {"hidden": Prefix(hidden=hidden), "prompt": Prefix(prompt=hidden[0]),
             "kv": _kv_by_hand(arch, cfg, params, hidden)}[form]
-  full = model.apply({"params": params}, tokens, prefix=prefix)
+  full = apply(model, {"params": params}, tokens, prefix=prefix)
   cache = KVCache.init(cfg, 2, 16)
-  first, cache = model.apply({"params": params}, tokens[:, :4], prefix=prefix, cache=cache)
+  first, cache = apply(model, {"params": params}, tokens[:, :4], prefix=prefix, cache=cache)
   outs = [first]
   for t in range(4, 7):
-    out, cache = model.apply({"params": params}, tokens[:, t:t + 1], cache=cache)
+    out, cache = apply(model, {"params": params}, tokens[:, t:t + 1], cache=cache)
     outs.append(out)
   np.testing.assert_allclose(jnp.concatenate(outs, 1), full, atol=1e-5, rtol=0)

@@ -38,7 +38,7 @@ def test_only_prefix_changes_and_loss_goes_down(method, reparam, placement):
 
   loss_fn = functools.partial(lm_loss, model=model, spec=spec)
   # The gradient is taken with respect to the prefix pytree only.
-  grads, _ = jax.grad(loss_fn, argnums=0, has_aux=True)(prefix, backbone, batch)
+  grads, _ = jax.jit(jax.grad(loss_fn, argnums=0, has_aux=True))(prefix, backbone, batch)
   assert jax.tree_util.tree_structure(grads) == jax.tree_util.tree_structure(prefix)
 
   optimizer = build_optimizer(ml_collections.ConfigDict(
@@ -147,7 +147,8 @@ def test_fused_linear_cross_entropy_equals_plain_loss_and_grads():
   plain = lambda h, m: jnp.sum(w * optax.softmax_cross_entropy_with_integer_labels(h @ m.T, t))
   # 37 rows: 4 chunks of 8 and a remainder of 5; one chunk with no remainder; remainder only
   for chunk in (8, 37, 64):
-    fused = lambda h, m: linear_cross_entropy(h, m, t, w, chunk)
+    fused = jax.jit(lambda h, m: linear_cross_entropy(h, m, t, w, chunk))
     np.testing.assert_allclose(fused(h, w_head), plain(h, w_head), rtol=1e-6)
-    for a, b in zip(jax.grad(plain, (0, 1))(h, w_head), jax.grad(fused, (0, 1))(h, w_head)):
+    for a, b in zip(jax.jit(jax.grad(plain, (0, 1)))(h, w_head),
+                    jax.jit(jax.grad(fused, (0, 1)))(h, w_head)):
       np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)

@@ -18,6 +18,7 @@ from prefix_jax.train.backbone import load_backbone
 from prefix_jax.train.checkpoint import WorkdirError
 from prefix_jax.train.export import PrefixFileError, load_prefix
 from prefix_jax.train.loop import ConfigError, TrainingDiverged, train_and_evaluate
+from conftest import with_xla_flags
 from run_tiny import tiny_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +32,7 @@ def _prefix_arrays(workdir):
 
 
 def _run_subprocess(workdir, *args, env=None, **kw):
-  env = dict(os.environ, **(env or {}))
+  env = with_xla_flags(env or {})
   return subprocess.Popen([sys.executable, RUNNER, E2E, str(workdir), *args], env=env,
                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)
 
