@@ -11,8 +11,8 @@ from prefix_jax.models.remat import check_remat
 def build_model(cfg: ModelConfig, dtype=jnp.float32, remat: str = "none"):
   """The Linen module for `cfg.arch`; params are passed to `.apply`, never stored in it.
 
-  `remat` ('none', 'dots', 'full'; see `models.remat`) sets what each block of a decoder-only
-  LM saves for the backward pass; it changes memory, not results."""
+  `remat` ('none', 'dots', 'full'; see `models.remat`) sets what each transformer block (of
+  every architecture) saves for the backward pass; it changes memory, not results."""
   check_remat(remat)
   if cfg.arch == "llama":
     from prefix_jax.models.llama import Llama
@@ -22,10 +22,10 @@ def build_model(cfg: ModelConfig, dtype=jnp.float32, remat: str = "none"):
     return GPT2(cfg, dtype, remat)
   if cfg.arch == "bert":
     from prefix_jax.models.bert import Bert
-    return Bert(cfg, dtype)
+    return Bert(cfg, dtype, remat)
   if cfg.arch == "bart":
     from prefix_jax.models.bart import Bart
-    return Bart(cfg, dtype)
+    return Bart(cfg, dtype, remat)
   raise ValueError(f"unknown architecture '{cfg.arch}' (known: llama, gpt2, bert, bart)")
 
 

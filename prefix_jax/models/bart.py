@@ -24,6 +24,7 @@ from prefix_jax.models.bert import (MLP, Attention, PostLNLayer, check_length, l
 from prefix_jax.models.config import ModelConfig
 from prefix_jax.models.decoder import KVCache, token_layout
 from prefix_jax.models.layers import dense
+from prefix_jax.models.remat import remat_block
 from prefix_jax.prefixes.seq2seq import Seq2SeqPrefix
 from prefix_jax.prefixes.types import Prefix, PrefixShapeError
 
@@ -73,11 +74,13 @@ class BartEncoder(_StackEmbedding, nn.Module):
   (only with untied embeddings)."""
   cfg: ModelConfig
   dtype: jnp.dtype = jnp.float32
+  remat: str = "none"  # what each layer saves for the backward pass (`models.remat`)
 
   def setup(self):
     c = self.cfg
     self._setup_embedding()
-    self.layers = [PostLNLayer(c, self.dtype, name=f"layers_{i}") for i in range(c.num_layers)]
+    layer = remat_block(PostLNLayer, self.remat)
+    self.layers = [layer(c, self.dtype, name=f"layers_{i}") for i in range(c.num_layers)]
 
   def __call__(self, x, pos, valid, prefix: Prefix | None, prefix_valid):
     """Word (or prompt) embeddings x [B, S, H] at positions [B, S] -> [B, S, H]."""
@@ -123,11 +126,13 @@ class BartDecoder(_StackEmbedding, nn.Module):
   embed_tokens (only with untied embeddings)."""
   cfg: ModelConfig
   dtype: jnp.dtype = jnp.float32
+  remat: str = "none"
 
   def setup(self):
     c = self.cfg
     self._setup_embedding()
-    self.layers = [BartDecoderLayer(c, self.dtype, name=f"layers_{i}")
+    layer = remat_block(BartDecoderLayer, self.remat)
+    self.layers = [layer(c, self.dtype, name=f"layers_{i}")
                    for i in range(_num_decoder_layers(c))]
 
   def __call__(self, x, pos, self_mask, memory, cross_mask, prefix: Prefix | None,
@@ -159,14 +164,15 @@ class Bart(nn.Module):
   """
   cfg: ModelConfig
   dtype: jnp.dtype = jnp.float32
+  remat: str = "none"  # what each layer of both stacks saves for backward (`models.remat`)
 
   def setup(self):
     c = self.cfg
     if c.tie_embeddings:
       self.shared = nn.Embed(c.vocab_size, c.hidden_size, dtype=self.dtype,
                              embedding_init=nn.initializers.normal(0.02))
-    self.encoder = BartEncoder(c, self.dtype)
-    self.decoder = BartDecoder(c, self.dtype)
+    self.encoder = BartEncoder(c, self.dtype, self.remat)
+    self.decoder = BartDecoder(c, self.dtype, self.remat)
     self.final_logits_bias = self.param("final_logits_bias", nn.initializers.zeros,
                                         (c.vocab_size,))
     if not c.tie_embeddings:

@@ -24,6 +24,7 @@ from prefix_jax.models import attention
 from prefix_jax.models.config import ModelConfig
 from prefix_jax.models.decoder import token_layout
 from prefix_jax.models.layers import ACTIVATIONS, dense
+from prefix_jax.models.remat import remat_block
 from prefix_jax.prefixes.types import Prefix, PrefixShapeError
 
 Array = jax.Array
@@ -186,6 +187,7 @@ class Bert(nn.Module):
   """
   cfg: ModelConfig
   dtype: jnp.dtype = jnp.float32
+  remat: str = "none"  # what each layer saves for the backward pass (`models.remat`)
 
   def setup(self):
     c = self.cfg
@@ -196,7 +198,8 @@ class Bert(nn.Module):
     if c.type_vocab_size > 0:
       self.token_type_embeddings = embed(c.type_vocab_size, "token_type_embeddings")
     self.embed_norm = layer_norm(c, self.dtype)
-    self.layers = [PostLNLayer(c, self.dtype, name=f"layers_{i}") for i in range(c.num_layers)]
+    layer = remat_block(PostLNLayer, self.remat)
+    self.layers = [layer(c, self.dtype, name=f"layers_{i}") for i in range(c.num_layers)]
     if has_pooler(c):
       self.pooler = dense(c.hidden_size, "pooler", self.dtype, use_bias=True)
     if c.num_labels > 0:
