@@ -29,12 +29,12 @@ from pathlib import Path
 from experiments import bench_common as common
 from experiments import bench_flops, bench_gpu, bench_report
 from experiments.bench_common import Worker, interleave, rate_summary, wait_all
+from prefix_jax.runtime import kept_memory_environment
 
 CPU_ENV = {"JAX_PLATFORMS": "cpu"}  # sections 1-4 are CPU measurements even on a GPU machine
 # What `prefix_jax.runtime.keep_freed_memory` sets in our processes, as glibc's environment: the
 # 'peft_prefix_kept' worker shows what the same allocator setting does for PEFT.
-KEPT_MEMORY_ENV = {**CPU_ENV, "MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_MAX_": "0",
-                   "MALLOC_TRIM_THRESHOLD_": "2147483647"}
+KEPT_MEMORY_ENV = {**CPU_ENV, **kept_memory_environment()}
 PEFT_LOSS_TOLERANCE = 1e-3
 
 

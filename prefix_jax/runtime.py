@@ -27,9 +27,10 @@ import ctypes
 import ctypes.util
 import os
 
-# mallopt(3) parameters (malloc.h).
-_M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
 _INT_MAX = 2**31 - 1  # mallopt takes an int: larger values would wrap
+# Each setting: glibc's environment variable for it, its mallopt(3) parameter (malloc.h), value.
+_SETTINGS = (("MALLOC_ARENA_MAX", -8, 1), ("MALLOC_MMAP_MAX_", -4, 0),
+             ("MALLOC_TRIM_THRESHOLD_", -1, _INT_MAX))
 
 
 def keep_freed_memory() -> bool:
@@ -45,5 +46,10 @@ def keep_freed_memory() -> bool:
   except (OSError, AttributeError):  # not glibc
     return False
   mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-  return all(mallopt(param, value) == 1 for param, value in (
-      (_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, _INT_MAX)))
+  return all(mallopt(param, value) == 1 for _, param, value in _SETTINGS)
+
+
+def kept_memory_environment() -> dict[str, str]:
+  """The same settings as glibc environment variables, for a process that does not call
+  `keep_freed_memory` itself (the benchmark gives them to HF PEFT for a like-for-like run)."""
+  return {env: str(value) for env, _, value in _SETTINGS}

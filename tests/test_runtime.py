@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from prefix_jax.runtime import kept_memory_environment
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # The gradient of a function with [4096, 4096] float32 intermediates (64 MiB each): after 8
@@ -42,3 +44,11 @@ def test_keep_freed_memory_stops_page_faults_per_call():
   _, default = _faults(False)
   assert default > 40000, default  # measured ~34,000 fresh 4 KiB pages per call
   assert kept < default / 3, (kept, default)  # measured 0, or one heap growth (~35,000)
+
+
+
+def test_kept_memory_environment_names_glibcs_variables():
+  # glibc reads these names at startup (mallopt(3): the MMAP/TRIM ones end in '_'); a misspelt
+  # name is silently ignored, which would make the benchmark's PEFT-with-our-setting run plain.
+  assert kept_memory_environment() == {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_MAX_": "0",
+                                       "MALLOC_TRIM_THRESHOLD_": "2147483647"}
