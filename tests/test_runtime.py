@@ -46,7 +46,6 @@ def test_keep_freed_memory_stops_page_faults_per_call():
   assert kept < default / 3, (kept, default)  # measured 0, or one heap growth (~35,000)
 
 
-
 def test_kept_memory_environment_names_glibcs_variables():
   # glibc reads these names at startup (mallopt(3): the MMAP/TRIM ones end in '_'); a misspelt
   # name is silently ignored, which would make the benchmark's PEFT-with-our-setting run plain.

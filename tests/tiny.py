@@ -48,25 +48,12 @@ def apply(module, variables, *args, mutable=False, method=None, **kwargs):
   Keyword arguments that are not arrays (`return_hidden`, ...) are static."""
   entry = _JITTED.get(id(module))
   if entry is None:
-    def run(variables, args, arrays, static):
-      return module.apply(variables, *args, mutable=static["mutable"], method=static["method"],
-                          **arrays, **dict(static["kw"]))
-    entry = _JITTED[id(module)] = (module, jax.jit(run, static_argnames=("static",)))
+    def run(variables, args, arrays, mutable, method, static_kw):
+      return module.apply(variables, *args, mutable=mutable, method=method, **arrays,
+                          **dict(static_kw))
+    entry = _JITTED[id(module)] = (
+        module, jax.jit(run, static_argnames=("mutable", "method", "static_kw")))
   arrays = {k: v for k, v in kwargs.items() if not isinstance(v, (bool, int, str))}
   static_kw = tuple(sorted((k, v) for k, v in kwargs.items() if k not in arrays))
   mutable = tuple(mutable) if isinstance(mutable, list) else mutable
-  return entry[1](variables, args, arrays, static=_Static(mutable, method, static_kw))
-
-
-class _Static(dict):
-  """Hashable bundle of apply's static arguments (methods hash by identity)."""
-
-  def __init__(self, mutable, method, kw):
-    super().__init__(mutable=mutable, method=method, kw=kw)
-    self._key = (mutable, method, kw)
-
-  def __hash__(self):
-    return hash(self._key)
-
-  def __eq__(self, other):
-    return isinstance(other, _Static) and self._key == other._key
+  return entry[1](variables, args, arrays, mutable=mutable, method=method, static_kw=static_kw)

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from prefix_jax.models.decoder import DecoderLM, gather_positions
+from prefix_jax.models.decoder import gather_positions
 from prefix_jax.prefixes import PrefixSpec, materialize
 from prefix_jax.train.fused_ce import linear_cross_entropy
 
@@ -57,8 +57,8 @@ def add_loss_positions(batch: dict, multiple: int = 16, groups: int | None = Non
 
 
 def model_loss(model, backbone, batch, prefix=None, prefix_at=None):
-  """Cross-entropy of `model` on a batch; with `loss_pos` only those positions are unembedded
-  (and, in a decoder-only LM, only those run the last layer's MLP).
+  """Cross-entropy of a decoder-only LM (`models.DecoderLM`) on a batch; with `loss_pos` only
+  those positions run the last layer's output projection and MLP and are unembedded.
   A packed batch (`segments` [B, T], see `data.batching.pack_segments`) runs as packed rows."""
   kwargs = dict(prefix=prefix, mask=batch["mask"], prefix_at=prefix_at,
                 segments=batch.get("segments"))
@@ -66,12 +66,9 @@ def model_loss(model, backbone, batch, prefix=None, prefix_at=None):
     logits = model.apply({"params": backbone}, batch["inputs"], **kwargs)
     return token_cross_entropy(logits, batch["targets"], batch["weights"])
   pos = batch["loss_pos"]
-  if isinstance(model, DecoderLM):  # the last layer runs only where the loss reads
-    hidden = model.apply({"params": backbone}, batch["inputs"], return_hidden=True,
-                         out_pos=pos, **kwargs)
-  else:
-    hidden = gather_positions(
-        model.apply({"params": backbone}, batch["inputs"], return_hidden=True, **kwargs), pos)
+  # The last layer runs only where the loss reads.
+  hidden = model.apply({"params": backbone}, batch["inputs"], return_hidden=True, out_pos=pos,
+                       **kwargs)
   weights = gather_positions(batch["weights"], pos) * batch["loss_valid"]
   targets = gather_positions(batch["targets"], pos)
   total = jnp.sum(weights)
