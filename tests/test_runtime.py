@@ -10,7 +10,8 @@ from prefix_jax.runtime import kept_memory_environment
 ROOT = Path(__file__).resolve().parent.parent
 
 # The gradient of a function with [4096, 4096] float32 intermediates (64 MiB each): after 8
-# warm-up calls, prints whether the setting applied and the minor page faults of 4 more calls.
+# warm-up calls, prints whether the setting applied and the minor page faults of 8 more calls
+# (8, not 4: the kept heap can grow at any call, seen twice in 4 calls under a loaded suite).
 PROGRAM = """
 import sys
 from prefix_jax.runtime import keep_freed_memory
@@ -23,7 +24,7 @@ def faults():
 for _ in range(8):
   g(x).block_until_ready()
 before = faults()
-for _ in range(4):
+for _ in range(8):
   g(x).block_until_ready()
 print(applied, faults() - before)
 """
@@ -42,7 +43,7 @@ def test_keep_freed_memory_stops_page_faults_per_call():
   if not applied:
     pytest.skip("not glibc: keep_freed_memory does nothing here")
   _, default = _faults(False)
-  assert default > 40000, default  # measured ~34,000 fresh 4 KiB pages per call
+  assert default > 80000, default  # measured ~34,000 fresh 4 KiB pages per call
   assert kept < default / 3, (kept, default)  # measured 0, or one heap growth (~35,000)
 
 
