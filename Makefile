@@ -25,7 +25,7 @@ demo: $(STAMP)
 	$(PY) -m experiments.demo --config=configs/demo.py --workdir=$${WORKDIR:-runs/demo}
 
 bench: $(STAMP)
-	$(PY) -m experiments.bench
+	$(PY) -m benchmarks.bench
 
 clean:
 	rm -rf $(VENV)

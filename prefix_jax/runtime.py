@@ -1,31 +1,29 @@
-"""Process-level settings for long training runs on the CPU.
+"""Process-level settings, all in one place, applied only where they help.
 
-XLA:CPU allocates each execution's temporary buffer (950 MB for a GPT-2-small prefix step at
-batch 8 x 128) with `posix_memalign` from a worker thread. glibc serves a request that large
-from a thread arena with a fresh `mmap` and unmaps it when the step ends, so every step faults
-in every page again: ~240,000 minor page faults, 0.6-0.8 s of system CPU per step measured on
-the 2-core CI machine. `keep_freed_memory()` makes glibc serve every thread from its main
-heap, never mmap, and never trim, so a step reuses the pages of the step before (page faults
-per step: 0; peak RSS unchanged, but freed memory is not returned to the OS).
+`keep_freed_memory()`: glibc's malloc keeps freed memory mapped (one arena, never mmap, never
+trim). XLA:CPU allocates each execution's large temporary buffer from a worker thread; by
+default glibc maps it fresh and unmaps it when the execution ends, so every training step
+faults its pages in again. With the setting a step reuses the pages of the step before. Its
+price: freed memory is not returned to the OS, and the one arena can fragment so that a
+process comes to hold a second temporary buffer. Measurements and the alternative tried
+(`glibc.malloc.hugetlb=1`) are in docs/benchmarks.md ("The allocator setting").
 
-Measured since: the one arena fragments. After a few steps (the 2nd to the 5th in 10-step
-GPT-2 runs) the process holds a second temporary buffer and then stays there (RSS 1.6 -> 2.3
-GB with `train.remat='dots'`): small allocations split the freed buffer, so the next step's
-cannot fit in it. glibc's `glibc.malloc.hugetlb=1` tunable (2 MiB pages for what malloc maps,
-~1,600 faults per step instead of ~240,000) avoids that and is as fast in a lone process, but
-made steps 1.7-2.3x slower in the benchmark, where several processes allocate at
-once (fresh huge pages are costly in this VM), so it was not adopted.
-
-It must run before JAX starts its backend (before the first computation): arenas made by
-threads that already allocated keep their behaviour. The entry points (`prefix_jax.main`,
-the benchmark's JAX workers) call it first thing; `PREFIX_JAX_KEEP_FREED_MEMORY=0` turns it
-off. Elsewhere than glibc it does nothing.
+It helps only the CPU backend (on an accelerator the temporary buffers live in device memory),
+so it is applied only where JAX will compute on the CPU: `JAX_PLATFORMS` starts with `cpu`, or
+it is unset and no accelerator plugin (CUDA, ROCm, TPU) is installed. Environment override:
+`PREFIX_JAX_KEEP_FREED_MEMORY=0` never applies it, `=1` always does. It must run before JAX
+starts its backend (arenas made by threads that already allocated keep their behaviour); the
+entry points (`prefix_jax.main`, `experiments.demo`, the benchmarks' JAX workers) call it first
+thing. Elsewhere than glibc it does nothing.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import importlib.metadata
+import importlib.util
 import os
+import pkgutil
 
 _INT_MAX = 2**31 - 1  # mallopt takes an int: larger values would wrap
 # Each setting: glibc's environment variable for it, its mallopt(3) parameter (malloc.h), value.
@@ -33,9 +31,30 @@ _SETTINGS = (("MALLOC_ARENA_MAX", -8, 1), ("MALLOC_MMAP_MAX_", -4, 0),
              ("MALLOC_TRIM_THRESHOLD_", -1, _INT_MAX))
 
 
+def _accelerator_plugins() -> list[str]:
+  """Names of installed JAX PJRT plugins (the `jax_plugins` namespace and entry points) and
+  libtpu: what JAX would prefer over the CPU when it finds a device."""
+  names = [ep.name for ep in importlib.metadata.entry_points(group="jax_plugins")]
+  spec = importlib.util.find_spec("jax_plugins")
+  if spec is not None and spec.submodule_search_locations:
+    names += [m.name for m in pkgutil.iter_modules(spec.submodule_search_locations)]
+  if importlib.util.find_spec("libtpu") is not None:
+    names.append("libtpu")
+  return names
+
+
+def cpu_backend_expected() -> bool:
+  """True if JAX will compute on the CPU, decided without starting JAX."""
+  platforms = os.environ.get("JAX_PLATFORMS", "").strip()
+  if platforms:
+    return platforms.split(",")[0].strip().lower() == "cpu"
+  return not _accelerator_plugins()
+
+
 def keep_freed_memory() -> bool:
-  """Sets glibc's malloc to keep freed memory mapped; True if it was applied."""
-  if os.environ.get("PREFIX_JAX_KEEP_FREED_MEMORY", "1") == "0":
+  """Sets glibc's malloc to keep freed memory mapped on CPU backends; True if it was applied."""
+  choice = os.environ.get("PREFIX_JAX_KEEP_FREED_MEMORY", "")
+  if choice == "0" or (choice != "1" and not cpu_backend_expected()):
     return False
   name = ctypes.util.find_library("c")
   if not name:

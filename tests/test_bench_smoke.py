@@ -1,4 +1,4 @@
-"""`python -m experiments.bench --quick` runs every section end to end and writes sane JSON."""
+"""`python -m benchmarks.bench --quick` runs every section end to end and writes sane JSON."""
 import json
 import math
 import subprocess
@@ -6,6 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from benchmarks import decode_prefix
+from tiny import CONFIGS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,7 +50,7 @@ def _numbers(tree, prefix=""):
 @pytest.fixture(scope="module")
 def results(tmp_path_factory, shared_dir):
   out = tmp_path_factory.mktemp("bench") / "results.json"
-  proc = subprocess.run([sys.executable, "-m", "experiments.bench", "--quick", "--out", str(out)],
+  proc = subprocess.run([sys.executable, "-m", "benchmarks.bench", "--quick", "--out", str(out)],
                         cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   assert "targets" in proc.stdout and "command" in proc.stdout
@@ -83,3 +86,10 @@ def test_machine_targets_and_command(results):
   assert "--quick" in results["command"]
   assert {t["name"] for t in results["targets"]} and all(
       isinstance(t["met"], bool) and math.isfinite(t["measured"]) for t in results["targets"])
+
+
+def test_decode_prefix_bench_runs_on_a_tiny_model(capsys):
+  results = decode_prefix.run_bench(CONFIGS["llama"], batch=2, src_len=4, new_tokens=2,
+                                    prefix_len=2, repeats=1)
+  assert set(results) == {"no prefix", "kv prefix"} and min(results.values()) > 0
+  assert "tokens/s" in capsys.readouterr().out

@@ -1,11 +1,11 @@
-"""Dataset generation, request validation and the benchmark entry point."""
+"""Dataset generation and request validation."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from prefix_jax.decode import DecodeConfig, beam_search, generate_dataset, greedy_search
-from prefix_jax.decode import bench, beam as beam_mod, dataset, greedy as greedy_mod
+from prefix_jax.decode import beam as beam_mod, dataset, greedy as greedy_mod
 from prefix_jax.prefixes import Prefix, pad_and_stack
 from tiny import CONFIGS, apply, tiny_model
 
@@ -109,9 +109,3 @@ def test_too_long_request_fails_before_compilation(search):
     search(model, params, inputs[:, :4], None, {"hidden": prefix.hidden}, config=config)
   assert _compilations() == before
 
-
-def test_bench_runs_on_a_tiny_model(capsys):
-  cfg = CONFIGS["llama"]
-  results = bench.run_bench(cfg, batch=2, src_len=4, new_tokens=2, prefix_len=2, repeats=1)
-  assert set(results) == {"no prefix", "kv prefix"} and min(results.values()) > 0
-  assert "tokens/s" in capsys.readouterr().out

@@ -1,11 +1,14 @@
-"""`keep_freed_memory`: a step's large temporary buffer reuses the last step's pages."""
+"""`keep_freed_memory`: a step's large temporary buffer reuses the last step's pages, on CPU
+backends only."""
+import ctypes.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from prefix_jax.runtime import kept_memory_environment
+from prefix_jax import runtime
+from prefix_jax.runtime import cpu_backend_expected, keep_freed_memory, kept_memory_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,3 +55,24 @@ def test_kept_memory_environment_names_glibcs_variables():
   # name is silently ignored, which would make the benchmark's PEFT-with-our-setting run plain.
   assert kept_memory_environment() == {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_MAX_": "0",
                                        "MALLOC_TRIM_THRESHOLD_": "2147483647"}
+
+
+@pytest.mark.parametrize("platforms, choice, applied", [
+    ("cuda", "", False), ("tpu,cpu", "", False), ("cpu", "", True), ("cuda", "1", True),
+    ("cpu", "0", False)])
+def test_keep_freed_memory_applies_only_to_cpu_backends(monkeypatch, platforms, choice, applied):
+  monkeypatch.setenv("JAX_PLATFORMS", platforms)
+  monkeypatch.setenv("PREFIX_JAX_KEEP_FREED_MEMORY", choice)
+  if applied and not ctypes.util.find_library("c"):
+    pytest.skip("no C library to call mallopt on")
+  # Applying it in the test process is harmless: it is what every entry point does on CPU.
+  assert keep_freed_memory() is applied
+  assert cpu_backend_expected() is (platforms.split(",")[0] == "cpu")
+
+
+def test_accelerator_plugin_means_no_cpu_backend(monkeypatch):
+  monkeypatch.delenv("JAX_PLATFORMS", raising=False)
+  monkeypatch.setattr(runtime, "_accelerator_plugins", lambda: ["xla_cuda12"])
+  assert not runtime.cpu_backend_expected()
+  monkeypatch.setattr(runtime, "_accelerator_plugins", lambda: [])
+  assert runtime.cpu_backend_expected()

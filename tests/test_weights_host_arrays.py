@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from prefix_jax.decode.bench import random_params
+from benchmarks.decode_prefix import random_params
 from prefix_jax.models import build_model
 from prefix_jax.weights.hf import read_safetensors
 from prefix_jax.weights.host_arrays import ALIGNMENT, aligned_empty, aligned_float32, is_aligned

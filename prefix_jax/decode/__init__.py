@@ -1,5 +1,5 @@
 """Decoding for decoder-only backbones: greedy and beam search over a KV cache (the prefix
-enters the cache once), batched generation over a dataset, and a throughput benchmark."""
+enters the cache once), batched generation over a dataset."""
 from prefix_jax.decode.beam import beam_search
 from prefix_jax.decode.config import PAPER, XSUM, DecodeConfig, check_request
 from prefix_jax.decode.dataset import generate_dataset, newline_ids

@@ -1,6 +1,6 @@
 """Tokens/s of batched greedy decoding with a prefix in the cache vs without one.
 
-    python -m prefix_jax.decode.bench [--batch 4] [--src-len 32] [--new-tokens 16]
+    python -m benchmarks.decode_prefix [--batch 4] [--src-len 32] [--new-tokens 16]
 
 Runs a random SmolLM2-135M-shaped llama (numbers are printed, never asserted). The first
 call of each variant compiles; the best of `--repeats` later calls is reported.

@@ -1,6 +1,6 @@
 """Batched greedy decoding with a kv prefix in the cache vs without one.
 
-Uses `prefix_jax.decode.greedy_search` and the random weights of `prefix_jax.decode.bench`
+Uses `prefix_jax.decode.greedy_search` and the random weights of `benchmarks.decode_prefix`
 (`random_params`); unlike that script's best-of-N, the parent interleaves the two variants
 and takes medians. No EOS is set, so every row generates exactly `new_tokens` tokens.
 """
@@ -16,7 +16,7 @@ import numpy as np
 @functools.lru_cache(maxsize=2)
 def _model_and_params(shape_json: str, seed: int):
   # Both variants of a worker share one copy of the weights.
-  from prefix_jax.decode.bench import random_params
+  from benchmarks.decode_prefix import random_params
   from prefix_jax.models import ModelConfig, build_model
   cfg = ModelConfig(**json.loads(shape_json))
   model = build_model(cfg)

@@ -1,6 +1,6 @@
 """Loading time and peak memory of the weight loaders (printed, not asserted).
 
-  python -m prefix_jax.weights.bench [source ...]   (default: smollm2-135m)
+  python -m benchmarks.weights_load [source ...]   (default: smollm2-135m)
 
 Each source is loaded in a fresh subprocess so that peak RSS is its own; a shipped model is
 fetched into the cache first (timed separately) so the load time excludes the download.
@@ -49,7 +49,7 @@ def main(argv: list[str]) -> None:
       shipped.fetch(source)
       print(f"{source}: fetch {'(cached) ' if cached else ''}{time.perf_counter() - t0:.2f}s")
     for dtype in ("float32", "bfloat16"):
-      out = subprocess.run([sys.executable, "-m", "prefix_jax.weights.bench", "--child", source,
+      out = subprocess.run([sys.executable, "-m", "benchmarks.weights_load", "--child", source,
                             dtype], capture_output=True, text=True, check=True)
       r = json.loads(out.stdout.strip().splitlines()[-1])
       print(f"{source} [{dtype}]: load {r['load_s']}s, peak RSS {r['peak_rss_mib']} MiB "

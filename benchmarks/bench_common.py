@@ -1,6 +1,6 @@
 """What the benchmark sections share: model shapes, inputs, the machine, and worker processes.
 
-Every measured configuration runs in its own worker process (`experiments.bench_worker`), so
+Every measured configuration runs in its own worker process (`benchmarks.bench_worker`), so
 its peak RSS is its own. The parent drives the workers over pipes, one step at a time and in
 turn (A B C A B C ...), so that a burst of load from elsewhere on the machine lands on every
 configuration alike instead of deciding a ratio; it reports medians over rounds.
@@ -104,7 +104,7 @@ def machine_info(argv: list[str]) -> dict:
       "platform": platform.platform(),
       "versions": {n: _version(n) for n in ("jax", "jaxlib", "flax", "optax", "torch",
                                             "transformers", "peft", "numpy")},
-      "command": " ".join([Path(sys.executable).name, "-m", "experiments.bench", *argv]),
+      "command": " ".join([Path(sys.executable).name, "-m", "benchmarks.bench", *argv]),
   }
 
 
@@ -133,7 +133,7 @@ class WorkerError(RuntimeError):
 
 
 class Worker:
-  """One `experiments.bench_worker` subprocess: `engine` 'jax' or 'torch' picks what it imports.
+  """One `benchmarks.bench_worker` subprocess: `engine` 'jax' or 'torch' picks what it imports.
 
   Jobs live inside it under a name: `setup(job, kind, **args)`, then `run(job)` measures one
   call. `send` / `recv` are split so several workers can set up at the same time.
@@ -144,7 +144,7 @@ class Worker:
     self.log_path = Path(log_dir) / f"worker_{name}.log"
     self._log = open(self.log_path, "w")
     self.proc = subprocess.Popen(
-        [sys.executable, "-m", "experiments.bench_worker", engine], stdin=subprocess.PIPE,
+        [sys.executable, "-m", "benchmarks.bench_worker", engine], stdin=subprocess.PIPE,
         stdout=subprocess.PIPE, stderr=self._log, text=True, bufsize=1,
         cwd=Path(__file__).resolve().parent.parent, env={**os.environ, **(env or {})})
 

@@ -1,4 +1,4 @@
-"""A benchmark worker: `python -m experiments.bench_worker {jax|torch}`.
+"""A benchmark worker: `python -m benchmarks.bench_worker {jax|torch}`.
 
 Reads one JSON command per line on stdin and answers one JSON line on stdout:
   {"op": "setup", "job": name, "kind": kind, "args": {...}} -> {"ok", "info"}
@@ -17,13 +17,13 @@ import os
 import sys
 import traceback
 
-from experiments import bench_common
+from benchmarks import bench_common
 
 KINDS = {  # kind -> (module, class); modules are imported only when a job of theirs is set up
-    "jax_train": ("experiments.bench_train", "JaxTrainJob"),
-    "matmul": ("experiments.bench_flops", "MatmulJob"),
-    "decode": ("experiments.bench_decode", "DecodeJob"),
-    "torch_train": ("experiments.bench_peft", "TorchTrainJob"),
+    "jax_train": ("benchmarks.bench_train", "JaxTrainJob"),
+    "matmul": ("benchmarks.bench_flops", "MatmulJob"),
+    "decode": ("benchmarks.bench_decode", "DecodeJob"),
+    "torch_train": ("benchmarks.bench_peft", "TorchTrainJob"),
 }
 
 

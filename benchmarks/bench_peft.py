@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from experiments import bench_common
+from benchmarks import bench_common
 
 
 def hf_config(shape: dict):
@@ -79,7 +79,7 @@ class TorchTrainJob:
                seed: int = 0, prefix_seed: int = 1, learning_rate: float = 5e-5):
     import torch
     import transformers
-    from experiments.bench_train import load_batches, random_batch
+    from benchmarks.bench_train import load_batches, random_batch
 
     t0 = time.perf_counter()
     if hf_dir is None or create:  # random weights of `shape`, written to hf_dir if create

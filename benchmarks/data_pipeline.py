@@ -1,6 +1,6 @@
 """Throughput of the host-side pipeline: tokenization, then batching. Printed, never asserted.
 
-  python -m prefix_jax.data.benchmark --task e2e --train_split validation
+  python -m benchmarks.data_pipeline --task e2e --train_split validation
 """
 from __future__ import annotations
 

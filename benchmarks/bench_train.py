@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import bench_common
+from benchmarks import bench_common
 
 
 def load_batches(path: str) -> list[dict]:
@@ -76,7 +76,7 @@ class JaxTrainJob:
       from prefix_jax.weights.hf import load_hf_dir
       cfg, backbone, _ = load_hf_dir(hf_dir, with_tokenizer=False)
     else:
-      from prefix_jax.decode.bench import random_params
+      from benchmarks.decode_prefix import random_params
       cfg = ModelConfig(**shape)
       backbone = random_params(build_model(cfg), seed)
     self.cfg = cfg

@@ -1,6 +1,6 @@
 """`make bench`: prefix-tuning step speed and memory against full fine-tuning and HF PEFT.
 
-  python -m experiments.bench [--quick] [--out bench/results.json] [--rounds N] [--gpu auto|on|off]
+  python -m benchmarks.bench [--quick] [--out bench/results.json] [--rounds N] [--gpu auto|on|off]
 
 Sections (each measured configuration in its own worker process, the compared ones run in
 turn, A B C A B C ..., medians over rounds; see `bench_common`):
@@ -26,9 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from experiments import bench_common as common
-from experiments import bench_flops, bench_gpu, bench_report
-from experiments.bench_common import Worker, interleave, rate_summary, wait_all
+from benchmarks import bench_common as common
+from benchmarks import bench_flops, bench_gpu, bench_report
+from benchmarks.bench_common import Worker, interleave, rate_summary, wait_all
 from prefix_jax.runtime import kept_memory_environment
 
 CPU_ENV = {"JAX_PLATFORMS": "cpu"}  # sections 1-4 are CPU measurements even on a GPU machine
@@ -166,8 +166,8 @@ class Bench:
     return out
 
   def _group_e2e(self, hf_dir: str, ours: Worker, peft_w: Worker, kept: Worker) -> dict:
-    from experiments.bench_peft import e2e_batches
-    from experiments.bench_train import save_batches
+    from benchmarks.bench_peft import e2e_batches
+    from benchmarks.bench_train import save_batches
     padded_path, packed_path = self.workdir / "e2e_padded.npz", self.workdir / "e2e_packed.npz"
     batches = e2e_batches(self.s.e2e_batch, self.s.e2e_batches)
     packed = e2e_batches(self.s.e2e_batch, self.s.e2e_batches,
