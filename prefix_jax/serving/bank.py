@@ -1,0 +1,106 @@
+"""The named prefixes a server or a batch run holds, stacked into one bank.
+
+Each prefix file (`train/export.py`: already folded, so no MLP runs at inference) is checked
+against the backbone when it is loaded, converted once to its keys/values (hidden prefixes go
+through each layer's W_k/W_v here, never per request), and stacked with the others by
+`prefixes.pad_and_stack`: a batch gathers one row of the bank per request, whatever its task.
+"""
+from __future__ import annotations
+
+import dataclasses
+import threading
+from types import MappingProxyType
+
+import jax
+
+from prefix_jax.decode.cache import prefix_kv
+from prefix_jax.prefixes import Prefix, materialize, pad_and_stack
+from prefix_jax.serving.errors import PrefixLoadError
+from prefix_jax.train.export import PrefixFileError, load_prefix
+
+
+@dataclasses.dataclass(frozen=True)
+class BankSnapshot:
+  """An immutable view of the bank: a batch decodes against one snapshot from start to end.
+
+  stack: the bank, kv form [N, L, Lp, Hkv, D] or prompt form [N, Lp, H], with mask [N, Lp]
+    (None while the bank is empty). index: name -> row. lengths: name -> real slots.
+  """
+  stack: Prefix | None
+  index: MappingProxyType
+  lengths: MappingProxyType
+
+  @property
+  def length(self) -> int:
+    """Slots per row of the stacked bank (the longest prefix)."""
+    return 0 if self.stack is None else self.stack.length
+
+  def rows(self, names: list[str]) -> Prefix:
+    """The per-example prefix [B, ...] of `names` (each must be in the bank)."""
+    return self.stack.gather(jax.numpy.asarray([self.index[n] for n in names], jax.numpy.int32))
+
+
+def _form(prefix: Prefix) -> str:
+  return "prompt" if prefix.form == "prompt" else "kv"
+
+
+class PrefixBank:
+  """Named prefixes for one backbone. `add`/`remove` are thread-safe; readers take
+  `snapshot()`, which never changes under them."""
+
+  def __init__(self, model, backbone: dict):
+    self.model, self.backbone = model, backbone
+    self._prefixes: dict[str, Prefix] = {}
+    self._lock = threading.Lock()
+    self._snapshot = BankSnapshot(None, MappingProxyType({}), MappingProxyType({}))
+
+  def snapshot(self) -> BankSnapshot:
+    return self._snapshot
+
+  def names(self) -> list[str]:
+    return list(self._snapshot.index)
+
+  def load(self, path) -> Prefix:
+    """The prefix of one exported file, in the form a batch consumes (kv or prompt)."""
+    cfg = self.model.cfg
+    try:
+      spec, params, _ = load_prefix(path, cfg)
+    except (PrefixFileError, ValueError) as e:
+      raise PrefixLoadError(str(e).splitlines()[0]) from None
+    if spec.num_tasks:
+      raise PrefixLoadError(f"{path}: holds a bank of {spec.num_tasks} prefixes; export each "
+                            "task's prefix to its own file")
+    if spec.placement != "prefix":
+      raise PrefixLoadError(f"{path}: placement '{spec.placement}' is not served (only "
+                            "'prefix')")
+    prefix = materialize(spec, cfg, params)
+    return prefix if prefix.form == "prompt" else prefix_kv(self.model, self.backbone, prefix)
+
+  def add(self, name: str, path) -> int:
+    """Loads `path` as `name` (replacing a prefix of that name); returns its slot count."""
+    if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+      raise PrefixLoadError(f"prefix name {name!r} must be letters, digits, '-', '_' or '.'")
+    prefix = self.load(path)
+    with self._lock:
+      others = {_form(p) for n, p in self._prefixes.items() if n != name}
+      if others and others != {_form(prefix)}:
+        raise PrefixLoadError(f"{path}: a {prefix.form} prefix cannot share a bank with "
+                              f"{others.pop()} prefixes")
+      self._prefixes[name] = prefix
+      self._restack()
+    return prefix.length
+
+  def remove(self, name: str) -> bool:
+    """Drops `name`; False if there was no such prefix."""
+    with self._lock:
+      if self._prefixes.pop(name, None) is None:
+        return False
+      self._restack()
+      return True
+
+  def _restack(self) -> None:
+    names = sorted(self._prefixes)
+    stack = pad_and_stack([self._prefixes[n] for n in names]) if names else None
+    self._snapshot = BankSnapshot(
+        stack, MappingProxyType({n: i for i, n in enumerate(names)}),
+        MappingProxyType({n: self._prefixes[n].length for n in names}))
