@@ -22,6 +22,8 @@ INSTALL_REQUIRES = [
     "tqdm>=4.66",
     "tensorboardX>=2.6",
     "matplotlib>=3.8",
+    "fastapi>=0.110",  # prefix_jax.serve
+    "uvicorn>=0.29",
 ]
 
 # torch is pinned exactly: the Makefile installs the CPU build from disk *before*
@@ -34,6 +36,7 @@ TEST_REQUIRES = [
     # prefix tuning needs (the BERT parity test); 5.23 is the last release that has it.
     "transformers>=4.46,<5.24",
     "peft>=0.13",
+    "httpx>=0.27",  # the serving tests' HTTP client
 ]
 
 BENCH_REQUIRES = TEST_REQUIRES + ["psutil>=5.9"]

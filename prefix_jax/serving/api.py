@@ -1,7 +1,7 @@
 """The FastAPI app: OpenAI-compatible completions over a prefix bank, with dynamic batching.
 
 Routes: GET /health, GET /v1/models, POST /v1/completions, GET /v1/stats (batches decoded:
-sizes, mixed-prefix count), POST /admin/prefixes and DELETE /admin/prefixes/{name}. With an
+sizes, mixed-prefix count; requests in flight), POST /admin/prefixes and DELETE /admin/prefixes/{name}. With an
 API key every route needs `Authorization: Bearer KEY`; without one the admin routes are off.
 Errors have OpenAI's shape: {"error": {"message", "type", "param", "code"}}.
 """
@@ -140,7 +140,7 @@ def create_app(engine: Engine, settings: Settings = Settings()) -> FastAPI:
 
   @app.get("/v1/stats")
   def stats():
-    return batcher.stats.as_dict()
+    return dict(batcher.stats.as_dict(), in_flight=batcher.in_flight)
 
   @app.post("/v1/completions")
   async def completions(body: CompletionBody):

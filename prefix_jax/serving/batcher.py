@@ -55,6 +55,7 @@ class Batcher:
   def __init__(self, engine: Engine, *, window_s: float = 0.005, max_queue: int = 1024):
     self.engine, self.window_s, self.max_queue = engine, window_s, max_queue
     self.stats = Stats()
+    self.in_flight = 0  # submitted and not answered yet (touched on the event loop only)
     self._queue: queue.Queue = queue.Queue()
     self._thread = threading.Thread(target=self._run, name="batcher", daemon=True)
 
@@ -72,7 +73,11 @@ class Batcher:
     loop = asyncio.get_running_loop()
     future = loop.create_future()
     self._queue.put((request, future, loop))
-    return await future
+    self.in_flight += 1
+    try:
+      return await future
+    finally:
+      self.in_flight -= 1
 
   def _collect(self, first) -> tuple[list, bool]:
     """`first` and whatever arrives within the window (up to max_batch); True at shutdown."""
