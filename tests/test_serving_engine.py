@@ -107,3 +107,15 @@ def test_bank_refuses_bad_files_with_one_line(tmp_path, engine, model_dir):
   with pytest.raises(PrefixLoadError, match="no such prefix file"):
     engine.bank.add("missing", tmp_path / "missing.safetensors")
   assert engine.bank.names() == [f"task{i}" for i in range(6)]
+
+
+def test_generation_stops_at_the_tokenizers_eos_by_default(engine):
+  assert engine.eos_id == engine.tokenizer.eos_id == 50256  # GPT-2's <|endoftext|>
+  request = Request(prefix="task0", ids=engine.encode(SOURCES[0]), max_tokens=6)
+  full = engine.decode([request])[0]
+  # The random model never says <|endoftext|>: make a token it does say the end instead.
+  eos = full.tokens[2]
+  stopping = Engine(engine.model, engine.backbone, engine.tokenizer, engine.bank, engine.limits,
+                    eos_id=eos)
+  got = stopping.decode([request])[0]
+  assert got.tokens == full.tokens[:full.tokens.index(eos)] and got.finish_reason == "stop"
