@@ -19,7 +19,7 @@ import uvicorn
 
 from prefix_jax.runtime import keep_freed_memory
 from prefix_jax.serving.api import Settings, create_app
-from prefix_jax.serving.engine import Limits
+from prefix_jax.serving.engine import Limits, Request
 from prefix_jax.serving.errors import PrefixLoadError, ServingError
 from prefix_jax.serving.loading import build_engine, parse_prefix_args
 
@@ -40,8 +40,20 @@ def parse_args(argv):
   p.add_argument("--max-prompt-tokens", type=int, default=1024)
   p.add_argument("--max-body-bytes", type=int, default=1 << 16)
   p.add_argument("--max-queue", type=int, default=1024, help="waiting requests before 503")
+  p.add_argument("--warmup", action="append", default=[], metavar="SOURCE_LEN:MAX_TOKENS",
+                 help="compile every batch-size bucket for this shape before serving")
   p.add_argument("--seed", type=int, default=0, help="of a tiny-<arch> random backbone")
   return p.parse_args(argv)
+
+
+def parse_warmup(items: list[str]) -> list[tuple[int, int]]:
+  out = []
+  for item in items:
+    src, _, n = item.partition(":")
+    if not (src.isdigit() and n.isdigit() and int(src) > 0 and int(n) > 0):
+      raise ServingError(f"--warmup {item!r}: expected SOURCE_LEN:MAX_TOKENS (positive ints)")
+    out.append((int(src), int(n)))
+  return out
 
 
 def main(argv=None) -> int:
@@ -53,7 +65,11 @@ def main(argv=None) -> int:
         raise ServingError(f"--{name.replace('_', '-')} must be >= 1")
     limits = Limits(max_tokens=args.max_tokens, max_beams=args.max_beams,
                     max_batch=args.max_batch, max_prompt_tokens=args.max_prompt_tokens)
+    warmups = parse_warmup(args.warmup)
     engine = build_engine(args.model, parse_prefix_args(args.prefix), limits, seed=args.seed)
+    for source_len, max_tokens in warmups:
+      engine.check(Request(next(iter(engine.bank.names()), ""), (0,) * source_len, max_tokens))
+      engine.warm_up(source_len, max_tokens)
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.port))

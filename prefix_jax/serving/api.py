@@ -98,7 +98,8 @@ def _jobs(engine: Engine, body: CompletionBody) -> list[Job]:
                        f"{len(prompts)}", param="prompt")
   stop = () if body.stop is None else (body.stop,) if isinstance(body.stop, str) else body.stop
   jobs = [Job(prefix=body.model, ids=engine.encode(p), max_tokens=body.max_tokens,
-              num_beams=body.beam_size, stop=tuple(stop)) for p in prompts]
+              num_beams=body.beam_size, stop=tuple(stop), ignore_eos=body.ignore_eos)
+          for p in prompts]
   for job in jobs:
     engine.check(job)
   return jobs

@@ -35,12 +35,14 @@ class Request:
   max_tokens: int = 64
   num_beams: int = 1
   stop: tuple[str, ...] = ()
+  ignore_eos: bool = False  # generate exactly max_tokens (vLLM's `ignore_eos`)
 
   @property
-  def key(self) -> tuple[int, int]:
-    """Requests of one key decode together: (beams, max_new_tokens or its greedy bucket)."""
-    return (1, bucket(self.max_tokens, 16)) if self.num_beams == 1 else (
-        self.num_beams, self.max_tokens)
+  def key(self) -> tuple[int, int, bool]:
+    """Requests of one key decode together: (beams, max_new_tokens or its greedy bucket,
+    ignore_eos)."""
+    n = bucket(self.max_tokens, 16) if self.num_beams == 1 else self.max_tokens
+    return self.num_beams, n, self.ignore_eos
 
 
 @dataclasses.dataclass
@@ -107,7 +109,7 @@ class Engine:
 
   def shapes(self, requests: list[Request], snapshot: BankSnapshot) -> tuple[int, int, int]:
     """(batch, source length, new tokens) of the padded batch for one group of requests."""
-    k, n_key = requests[0].key
+    k, n_key, _ = requests[0].key
     src = max(len(r.ids) for r in requests)
     n = n_key if k == 1 else max(r.max_tokens for r in requests)
     s = bucket(src, 16)
@@ -119,25 +121,45 @@ class Engine:
             max(self.limits.max_batch, len(requests)))
     return b, s, n
 
-  def decode(self, requests: list[Request], snapshot: BankSnapshot | None = None
-             ) -> list[Completion]:
-    """Decodes requests of one `key` (at most `limits.max_batch`) as one batch."""
-    snapshot = snapshot or self.bank.snapshot()
+  def arrays(self, requests: list[Request], snapshot: BankSnapshot):
+    """(inputs [B, S] left-padded, mask [B, S], prefix names [B], DecodeConfig) of one batch;
+    rows past the requests are padding (one token, prefix of the first request)."""
     b, s, n = self.shapes(requests, snapshot)
     inputs = np.full((b, s), self.pad_id, np.int32)
     mask = np.zeros((b, s), bool)
-    mask[len(requests):, -1] = True  # padding rows: one token, never read back
+    mask[len(requests):, -1] = True
     for row, r in enumerate(requests):
       inputs[row, s - len(r.ids):] = r.ids
       mask[row, s - len(r.ids):] = True
     names = [r.prefix for r in requests] + [requests[0].prefix] * (b - len(requests))
-    config = DecodeConfig(max_new_tokens=n, num_beams=requests[0].key[0], eos_id=self.eos_id,
+    config = DecodeConfig(max_new_tokens=n, num_beams=requests[0].num_beams,
+                          eos_id=None if requests[0].ignore_eos else self.eos_id,
                           pad_id=self.pad_id)
+    return inputs, mask, names, config
+
+  def decode(self, requests: list[Request], snapshot: BankSnapshot | None = None
+             ) -> list[Completion]:
+    """Decodes requests of one `key` (at most `limits.max_batch`) as one batch."""
+    snapshot = snapshot or self.bank.snapshot()
+    inputs, mask, names, config = self.arrays(requests, snapshot)
     out = generate(self.model, self.backbone, inputs, mask, snapshot.rows(names), config=config)
     tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
     distinct = len({r.prefix for r in requests})
     return [self._completion(r, tokens[row], int(lengths[row]), len(requests), distinct)
             for row, r in enumerate(requests)]
+
+  def warm_up(self, source_len: int, max_tokens: int) -> int:
+    """Compiles greedy batches of every batch-size bucket for sources of `source_len` tokens
+    (and `max_tokens`), so that first requests do not wait for compilation (as servers
+    capture their kernels at start-up). Returns the number of batch shapes compiled."""
+    name = next(iter(self.bank.snapshot().index), None)
+    if name is None:
+      return 0
+    sizes = sorted({min(1 << i, self.limits.max_batch)
+                    for i in range(self.limits.max_batch.bit_length() + 1)})
+    for b in sizes:
+      self.decode([Request(name, (self.pad_id,) * source_len, max_tokens)] * b)
+    return len(sizes)
 
   def _completion(self, request: Request, tokens: np.ndarray, length: int, size: int,
                   distinct: int) -> Completion:

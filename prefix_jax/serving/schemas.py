@@ -16,6 +16,7 @@ class CompletionBody(BaseModel):
   beam_size: int = Field(1, description="extension: beam width (1 = greedy)")
   stop: str | list[str] | None = None
   stream: bool = False
+  ignore_eos: bool = Field(False, description="extension (as vLLM): generate max_tokens tokens")
 
 
 class PrefixBody(BaseModel):
