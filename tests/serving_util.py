@@ -3,10 +3,13 @@ decoding of one request alone (the decode API on the unpadded prefix, batch of o
 from __future__ import annotations
 
 import functools
+import json
 import shutil
+from pathlib import Path
 
 import jax
 import numpy as np
+from safetensors.numpy import save_file
 
 from prefix_jax import paths
 from prefix_jax.data.encode import separator_ids
@@ -21,19 +24,34 @@ from prefix_jax.train.export import export_prefix, load_prefix
 SOURCES = ["a b c", "one two three", "the cat sat on a mat", "red green blue"]
 
 
-def write_tiny_llama(folder) -> str:
-  """A random 2-layer llama in HF format with GPT-2's tokenizer, weights of std 0.3 so that
-  greedy outputs vary with the prefix and the source (the `tiny-llama` init is nearly
-  constant). The commands load it as `--model FOLDER`."""
-  import torch
-  import transformers
-  cfg = transformers.LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                 num_key_value_heads=2, intermediate_size=64, vocab_size=50257,
-                                 max_position_embeddings=256, initializer_range=0.3,
-                                 tie_word_embeddings=True, bos_token_id=50256,
-                                 eos_token_id=50256)
-  torch.manual_seed(0)
-  transformers.LlamaForCausalLM(cfg).save_pretrained(folder, safe_serialization=True)
+def write_tiny_llama(folder, *, hidden=32, layers=2, heads=4, kv_heads=2, ff=64) -> str:
+  """A random llama in HF format (config.json + model.safetensors, written with numpy: no
+  torch) with GPT-2's tokenizer; weights of std 0.3, so that greedy outputs vary with the
+  prefix and the source (the `tiny-llama` init is nearly constant). The commands load it as
+  `--model FOLDER`."""
+  folder = Path(folder)
+  vocab, head_dim = 50257, hidden // heads
+  config = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": vocab,
+            "hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
+            "num_key_value_heads": kv_heads, "intermediate_size": ff,
+            "max_position_embeddings": 256, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+            "tie_word_embeddings": True, "bos_token_id": 50256, "eos_token_id": 50256}
+  rng = np.random.default_rng(0)
+  normal = lambda *shape: (0.3 * rng.standard_normal(shape)).astype(np.float32)
+  tensors = {"model.embed_tokens.weight": normal(vocab, hidden),
+             "model.norm.weight": 1 + normal(hidden) / 3}
+  for l in range(layers):
+    pre = f"model.layers.{l}."
+    shapes = {"self_attn.q_proj": (heads * head_dim, hidden),
+              "self_attn.k_proj": (kv_heads * head_dim, hidden),
+              "self_attn.v_proj": (kv_heads * head_dim, hidden),
+              "self_attn.o_proj": (hidden, heads * head_dim), "mlp.gate_proj": (ff, hidden),
+              "mlp.up_proj": (ff, hidden), "mlp.down_proj": (hidden, ff)}
+    tensors.update({f"{pre}{name}.weight": normal(*shape) for name, shape in shapes.items()})
+    tensors.update({f"{pre}{norm}.weight": 1 + normal(hidden) / 3
+                    for norm in ("input_layernorm", "post_attention_layernorm")})
+  save_file(tensors, str(folder / "model.safetensors"))
+  (folder / "config.json").write_text(json.dumps(config))
   shutil.copy(paths.shared_path("models", "gpt2-tokenizer", "tokenizer.json"), folder)
   return str(folder)
 

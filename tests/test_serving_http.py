@@ -134,6 +134,16 @@ def test_models_health_and_admin_routes(server, model_dir, tmp_path):
     assert client.delete("/admin/prefixes/new").status_code == 404
 
 
+def test_stream_returns_server_sent_events(server):
+  _, url = server
+  plain = httpx.post(f"{url}/v1/completions", json=_body(3), headers=AUTH, timeout=60).json()
+  r = httpx.post(f"{url}/v1/completions", json=_body(3, stream=True), headers=AUTH, timeout=60)
+  assert r.headers["content-type"].startswith("text/event-stream")
+  events = [line[len("data: "):] for line in r.text.splitlines() if line]
+  assert events[-1] == "[DONE]" and len(events) == 2
+  assert json.loads(events[0])["choices"][0]["text"] == plain["choices"][0]["text"]
+
+
 def test_sigterm_finishes_in_flight_requests_and_exits_0(server):
   proc, url = server
   done = {}

@@ -115,7 +115,8 @@ class Batcher:
       try:
         completions = self.engine.decode([r for r, _, _ in batch], snapshot)
       except Exception as e:  # noqa: BLE001 -- reported to each waiting client, not lost
-        completions = [e] * len(batch)
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        completions = [ServingError(f"decoding failed: {message}", status=500)] * len(batch)
       else:
         self.stats.record(completions)
       for (_, future, loop), c in zip(batch, completions):
