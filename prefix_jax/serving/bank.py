@@ -65,7 +65,7 @@ class PrefixBank:
     cfg = self.model.cfg
     try:
       spec, params, _ = load_prefix(path, cfg)
-    except (PrefixFileError, ValueError) as e:
+    except (PrefixFileError, ValueError, TypeError, KeyError) as e:  # TypeError: bad spec keys
       raise PrefixLoadError(str(e).splitlines()[0]) from None
     if spec.num_tasks:
       raise PrefixLoadError(f"{path}: holds a bank of {spec.num_tasks} prefixes; export each "
