@@ -22,10 +22,13 @@ def user_errors():
   from prefix_jax.train.export import PrefixFileError
   from prefix_jax.train.loop import ConfigError
   from prefix_jax.train.mesh import MeshConfigError
+  from prefix_jax.train.data import BudgetError
+  from prefix_jax.train.heads import HeadFileError
   from prefix_jax.train.optim import OptimConfigError
   from prefix_jax.weights.errors import WeightsError
   return (ConfigError, WorkdirError, PrefixShapeError, MeshConfigError, OptimConfigError,
-          WeightsError, DataUnavailableError, PrefixFileError, PackingError, FileNotFoundError)
+          WeightsError, DataUnavailableError, PrefixFileError, PackingError, FileNotFoundError,
+          BudgetError, HeadFileError)
 
 
 def run(config, workdir, evaluate: bool = True) -> dict:
