@@ -76,19 +76,20 @@ def test_no_repeat_ngram_greedy_equals_transformers_generate(hf_bart):
   model = build_model(cfg)
   src = np.asarray([[0, 5, 6, 7, 8, 9, 2], [0, 11, 12, 13, 14, 15, 2]])
   for size in (0, 2):
+    # EOS banned throughout (this random model would stop at once): 30 tokens each.
     out = greedy_search(model, params, jnp.asarray(src), None, None, config=DecodeConfig(
-        max_new_tokens=12, eos_id=2, pad_id=1, no_repeat_ngram_size=size))
+        max_new_tokens=30, eos_id=2, pad_id=1, min_length=30, no_repeat_ngram_size=size))
     with torch.no_grad():
       ref = torch_model.generate(torch.tensor(src).long(), num_beams=1, do_sample=False,
-                                 max_new_tokens=12, min_length=0,
+                                 max_new_tokens=30, min_new_tokens=30,
                                  no_repeat_ngram_size=size or None).numpy()[:, 1:]
+    assert (np.asarray(out.lengths) == 30).all()
     for row in range(2):
       n = int(out.lengths[row])
       np.testing.assert_array_equal(np.asarray(out.tokens[row, :n]), ref[row, :n])
-    if size:
-      grams = [tuple(np.asarray(out.tokens[r, i:i + 2])) for r in range(2)
-               for i in range(int(out.lengths[r]) - 1)]
-      assert len(grams) == len(set(grams))
+    for r in range(2):  # without the rule this model repeats bigrams; with it, never
+      grams = [tuple(np.asarray(out.tokens[r, i:i + 2])) for i in range(29)]
+      assert (len(grams) == len(set(grams))) == bool(size), (size, grams)
 
 
 def test_xsum_bart_trains_decodes_with_beams_and_scores_rouge(hf_bart, tmp_path, monkeypatch):
