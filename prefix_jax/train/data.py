@@ -201,10 +201,14 @@ def _take(items: list, bounds) -> list:
   return items[idx(bounds[0]):idx(bounds[1])]
 
 
+def _scheme(config) -> str:
+  return config.data.get("split_scheme", "standard")
+
+
 def _encode_pairs(config, tokenizer, cfg, split, lowdata=None, limit=0):
   name, bounds = split_slice(split)
   pairs, _ = data_lib.load_task(config.task, train_split=name, eval_split=None,
-                                lowdata=lowdata)
+                                lowdata=lowdata, split_scheme=_scheme(config))
   pairs = _take(pairs, bounds)
   if limit:
     pairs = pairs[:limit]
@@ -256,7 +260,8 @@ def eval_loss_batches(config, tokenizer, cfg) -> list[dict]:
 
 def _eval_records(config, split):
   name, bounds = split_slice(split)
-  _, records = data_lib.load_task(config.task, train_split=None, eval_split=name)
+  _, records = data_lib.load_task(config.task, train_split=None, eval_split=name,
+                                  split_scheme=_scheme(config))
   records = _take(records, bounds)
   if config.decode.num_examples:
     records = records[:config.decode.num_examples]
