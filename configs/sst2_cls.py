@@ -11,19 +11,11 @@ from prefix_jax.train.heads import head_pattern
 
 def get_config(arg=None):
   c = base_config()
-  c.task = "sst2"
-  c.model = "minilm-l6"
-  c.method = "ptuning2"
+  c.update(dict(task="sst2", model="minilm-l6", method="ptuning2"))
   c.prefix.length = 16
   c.optim.learning_rate = 1e-2
-  c.train.num_epochs = 3
-  c.train.batch_size = 32
-  c.train.trainable_pattern = head_pattern()
-  c.data.max_source_len = 66
-  c.data.max_target_len = 1
-  c.data.train_split = "train"
-  c.data.eval_split = "validation"
-  c.data.test_split = "validation"
-  c.decode.max_new_tokens = 1
-  c.decode.batch_size = 64
+  c.train.update(dict(num_epochs=3, batch_size=32, trainable_pattern=head_pattern()))
+  c.data.update(dict(max_source_len=66, max_target_len=1, train_split="train",
+                     eval_split="validation", test_split="validation"))
+  c.decode.update(dict(max_new_tokens=1, batch_size=64))
   return apply_arg(c, arg)

@@ -1,21 +1,18 @@
-"""XSUM summarization, decoder-only variant (prefix-tuning: lr 5e-5, 30 epochs, batch 14,
-prefix length 100; decoding beam 6, max 62 new tokens, min 11). The paper uses BART-large
-(configs/xsum.py); here a decoder-only backbone reads `document <sep> summary`."""
-from prefix_jax.train.config_base import apply_arg, base_config
+"""XSUM summarization, decoder-only variant: configs/xsum.py's hyperparameters (the paper's,
+for BART-large) with a decoder-only backbone reading `document <sep> summary`."""
+import importlib.util
+from pathlib import Path
+
+from prefix_jax.train.config_base import apply_arg
+
+_spec = importlib.util.spec_from_file_location("xsum_bart", Path(__file__).with_name("xsum.py"))
+_xsum = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_xsum)
 
 
 def get_config(arg=None):
-  c = base_config()
-  c.task = "xsum"
-  c.prefix.length = 100
+  c = _xsum.paper_config()
+  c.model = "smollm2-135m"
   c.prefix.init_text = "summarize:"
-  c.optim.learning_rate = 5e-5
-  c.train.num_epochs = 30
-  c.train.batch_size = 14
-  c.data.max_source_len = 512
-  c.data.max_target_len = 64
-  c.decode.beam_size = 6
-  c.decode.max_new_tokens = 62
-  c.decode.min_length = 11
-  c.decode.length_penalty = 1.0
+  c.decode.update(dict(no_repeat_ngram_size=0, ban_newlines=True))
   return apply_arg(c, arg)
