@@ -70,6 +70,7 @@ def evaluate_workdir(config, workdir, *, prefix_file=None, split: str | None = N
   """Decodes (or, for an encoder, classifies) `split` (default: config.data.test_split) and
   writes predictions + scores."""
   from prefix_jax import metrics
+  from prefix_jax.train import data as train_data
   from prefix_jax.train.backbone import load_backbone
   from prefix_jax.train.export import load_prefix
   from prefix_jax.train.heads import task_backbone
@@ -77,6 +78,7 @@ def evaluate_workdir(config, workdir, *, prefix_file=None, split: str | None = N
   workdir = Path(workdir)
   cfg, backbone, tokenizer = backbone_bundle or load_backbone(config.model, seed=config.seed)
   cfg, backbone = task_backbone(config, cfg, backbone)
+  train_data.check_budget(config, cfg)
   model = build_model(cfg)
   prefix = spec = None
   prefix_file = Path(prefix_file) if prefix_file else workdir / "prefix.safetensors"

@@ -50,3 +50,24 @@ def test_cached_infix_decoding_equals_uncached_argmax(name):
   beam = beam_search(model, params, src, mask, prefix, infix=True,
                      config=config.replace(num_beams=1, length_penalty=0.0))
   np.testing.assert_array_equal(np.asarray(beam.tokens), ref)
+
+
+@pytest.mark.parametrize("method,infix", [("infix", True), ("prefix", False)])
+def test_evaluation_decodes_an_infix_as_an_infix(method, infix, monkeypatch, shared_dir):
+  """evaluate passes the run's placement to generation (a dropped flag decodes a true prefix)."""
+  from prefix_jax import evaluate
+  from prefix_jax.prefixes import PrefixSpec
+  from run_tiny import tiny_config
+  seen = {}
+
+  def spy(model, backbone, prefix, batches, tokenizer, *, out_path, config, infix=False):
+    seen["infix"] = infix
+    return ["x"] * sum(int(b["valid"].sum()) for b in batches)
+
+  monkeypatch.setattr(evaluate, "generate_dataset", spy)
+  config = tiny_config("configs/e2e.py", f"method={method}", **{"decode.num_examples": 2})
+  cfg, params, tok = load_backbone("tiny-llama")
+  spec = PrefixSpec.from_config(config.prefix)
+  preds, refs, _ = evaluate.generate_split(config, build_model(cfg), params, None, spec, tok,
+                                           "test", "unused")
+  assert seen["infix"] is infix and len(preds) == len(refs) == 2
