@@ -1,8 +1,6 @@
 """BART on XSUM through the trainer: the data layout and loss equal transformers', the three
-prefixes each act, decoding with no repeated n-grams equals transformers' generate, and a
-tiny run trains, decodes with beam search and scores ROUGE end to end."""
-import json
-
+prefixes each act, and decoding with no repeated n-grams equals transformers' generate (the
+end-to-end XSUM run is in test_tasks_every_config.py)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,7 +17,7 @@ from prefix_jax.train import data as train_data
 from prefix_jax.train.loss import loss_function
 from prefix_jax.weights import load_pretrained
 from run_tiny import tiny_config
-from task_fixtures import WORDS, shared_with_xsum, tiny_hf_bart
+from task_fixtures import WORDS, tiny_hf_bart
 
 XSUM = "configs/xsum.py"
 
@@ -90,21 +88,3 @@ def test_no_repeat_ngram_greedy_equals_transformers_generate(hf_bart):
     for r in range(2):  # without the rule this model repeats bigrams; with it, never
       grams = [tuple(np.asarray(out.tokens[r, i:i + 2])) for i in range(29)]
       assert (len(grams) == len(set(grams))) == bool(size), (size, grams)
-
-
-def test_xsum_bart_trains_decodes_with_beams_and_scores_rouge(hf_bart, tmp_path, monkeypatch):
-  from prefix_jax.evaluate import evaluate_workdir
-  from prefix_jax.train.loop import train_and_evaluate
-  shared_with_xsum(tmp_path, monkeypatch)  # the XSUM reader parses raw .summary files
-  path = hf_bart[0]
-  config = tiny_config(XSUM, f"model={path},prefix_len=4", **{
-      "train.num_steps": 2, "decode.beam_size": 6, "decode.max_new_tokens": 8,
-      "decode.min_length": 2})
-  summary = train_and_evaluate(config, tmp_path / "run")
-  assert summary["step"] == 2 and np.isfinite(summary["eval_loss"])
-  scores = evaluate_workdir(config, tmp_path / "run")
-  written = json.loads((tmp_path / "run" / "scores.json").read_text())
-  assert set(written) >= {"rouge_1", "rouge_2", "rouge_l"}
-  assert written["rouge_l"] == pytest.approx(scores["rouge_l"])
-  lines = (tmp_path / "run" / "predictions.txt").read_text().splitlines()
-  assert len(lines) == config.decode.num_examples and all(lines)
