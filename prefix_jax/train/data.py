@@ -102,15 +102,15 @@ def label_words(config) -> tuple[str, ...]:
 
 def _encode_classes(config, tokenizer, pairs) -> Encoded:
   """Source tokens (the tokenizer's own specials, e.g. [CLS] ... [SEP]) cut to
-  data.max_source_len; target = [class id] of the example's label word."""
+  data.max_source_len (the closing [SEP] kept); target = [class id] of the label word."""
   words = label_words(config)
   report = BadInputReport("tokenization")
   cap = config.data.max_source_len
   out = Encoded([], [], [], np.zeros(0, np.int32), None, report)
   for ex in pairs:
     ids = tokenizer.encode(ex.source)
-    if len(ids) > cap:
-      ids = ids[:cap]
+    if len(ids) > cap:  # keep a closing special token (BERT's [SEP]) where there is one
+      ids = ids[:cap - 1] + ids[-1:] if ids[-1] == tokenizer.eos_id else ids[:cap]
       report.add("source_truncated", ex.id)
     out.ids.append(ex.id)
     out.source.append(np.asarray(ids, np.int32))
