@@ -11,10 +11,13 @@ from pathlib import Path
 from absl import app, flags
 from ml_collections import config_flags
 
+import jax
+import numpy as np
+
 from prefix_jax.decode import DecodeConfig, generate_dataset
-from prefix_jax.decode.dataset import newline_ids
+from prefix_jax.decode.dataset import newline_ids, write_lines_atomic
 from prefix_jax.models import build_model
-from prefix_jax.prefixes import materialize
+from prefix_jax.prefixes.seq2seq_params import materialize_for
 
 
 def decode_config(config, tokenizer, vocab_size: int) -> DecodeConfig:
@@ -23,31 +26,73 @@ def decode_config(config, tokenizer, vocab_size: int) -> DecodeConfig:
   return DecodeConfig(max_new_tokens=d.max_new_tokens, num_beams=d.beam_size,
                       min_length=d.min_length, eos_id=tokenizer.eos_id,
                       pad_id=tokenizer.pad_id if tokenizer.pad_id is not None else 0,
-                      banned_ids=banned, length_penalty=d.length_penalty)
+                      banned_ids=banned, length_penalty=d.length_penalty,
+                      no_repeat_ngram_size=d.get("no_repeat_ngram_size", 0))
+
+
+def classify_split(config, workdir, model, backbone, prefix, tokenizer, split, out_path):
+  """Label words predicted for `split` by an encoder with its trained head (`head.safetensors`
+  of `workdir`), written one per line; returns (predictions, references)."""
+  from prefix_jax.train import data as train_data
+  from prefix_jax.train.heads import load_head
+  backbone = load_head(workdir, backbone)
+  words = train_data.label_words(config)
+  gold, batches = train_data.classification_batches(config, tokenizer, split)
+  logits_fn = jax.jit(lambda params, p, inputs, mask: model.apply(
+      {"params": params}, inputs, prefix=p, mask=mask).logits)
+  preds = []
+  for b in batches:
+    p = prefix.gather(b["task"]) if prefix is not None and prefix.batched else prefix
+    labels = np.argmax(np.asarray(logits_fn(backbone, p, b["inputs"], b["mask"])), -1)
+    preds.extend(words[i] for i in labels[b["valid"]])
+  write_lines_atomic(out_path, preds)
+  return preds, [[g] for g in gold], {}
+
+
+def generate_split(config, model, backbone, prefix, spec, tokenizer, split, out_path):
+  """Decoded predictions of `split` (decoder-only or encoder-decoder); an infix sits between
+  each source and its generated target, as in training. Returns (predictions, references,
+  extra metric kwargs)."""
+  from prefix_jax.train import data as train_data
+  refs, extra, batches = train_data.generation_batches(config, tokenizer, model.cfg, split)
+  if spec is None or not spec.num_tasks:  # task ids matter only for a prefix bank
+    batches = [{k: v for k, v in b.items() if k != "task"} for b in batches]
+  infix = spec is not None and spec.placement == "infix"
+  preds = generate_dataset(model, backbone, prefix, batches, tokenizer, out_path=out_path,
+                           config=decode_config(config, tokenizer, model.cfg.vocab_size),
+                           infix=infix)
+  return preds, refs, extra
 
 
 def evaluate_workdir(config, workdir, *, prefix_file=None, split: str | None = None,
                      out_name: str = "predictions.txt", scores_name: str = "scores.json",
                      backbone_bundle=None) -> dict:
-  """Decodes `split` (default: config.data.test_split) and writes predictions + scores."""
+  """Decodes (or, for an encoder, classifies) `split` (default: config.data.test_split) and
+  writes predictions + scores."""
   from prefix_jax import metrics
   from prefix_jax.train import data as train_data
   from prefix_jax.train.backbone import load_backbone
   from prefix_jax.train.export import load_prefix
+  from prefix_jax.train.heads import task_backbone
+  from prefix_jax.train.loss import model_kind
   workdir = Path(workdir)
   cfg, backbone, tokenizer = backbone_bundle or load_backbone(config.model, seed=config.seed)
+  cfg, backbone = task_backbone(config, cfg, backbone)
+  train_data.check_budget(config, cfg)
   model = build_model(cfg)
-  prefix = None
+  prefix = spec = None
   prefix_file = Path(prefix_file) if prefix_file else workdir / "prefix.safetensors"
   if config.method != "finetune":
     spec, params, _ = load_prefix(prefix_file, cfg)
-    prefix = materialize(spec, cfg, params)
+    prefix = materialize_for(spec, cfg, params)
   split = split or config.data.test_split
-  refs, extra, batches = train_data.generation_batches(config, tokenizer, cfg, split)
-  if prefix is None or not prefix.batched:  # task ids matter only for a prefix bank
-    batches = [{k: v for k, v in b.items() if k != "task"} for b in batches]
-  preds = generate_dataset(model, backbone, prefix, batches, tokenizer,
-                           out_path=workdir / out_name, config=decode_config(config, tokenizer, cfg.vocab_size))
+  out_path = workdir / out_name
+  if model_kind(cfg) == "encoder":
+    preds, refs, extra = classify_split(config, workdir, model, backbone, prefix, tokenizer,
+                                        split, out_path)
+  else:
+    preds, refs, extra = generate_split(config, model, backbone, prefix, spec, tokenizer, split,
+                                        out_path)
   scores = metrics.score(config.task, preds, refs, **extra)
   metrics.write_scores(workdir / scores_name, scores)
   return dict(scores)

@@ -17,15 +17,19 @@ from ml_collections import config_flags
 def user_errors():
   from prefix_jax.data.batching import PackingError
   from prefix_jax.data.sources import DataUnavailableError
+  from prefix_jax.data.tasks import SplitSchemeError
   from prefix_jax.prefixes import PrefixShapeError
   from prefix_jax.train.checkpoint import WorkdirError
   from prefix_jax.train.export import PrefixFileError
   from prefix_jax.train.loop import ConfigError
   from prefix_jax.train.mesh import MeshConfigError
+  from prefix_jax.train.data import BudgetError
+  from prefix_jax.train.heads import HeadFileError
   from prefix_jax.train.optim import OptimConfigError
   from prefix_jax.weights.errors import WeightsError
   return (ConfigError, WorkdirError, PrefixShapeError, MeshConfigError, OptimConfigError,
-          WeightsError, DataUnavailableError, PrefixFileError, PackingError, FileNotFoundError)
+          WeightsError, DataUnavailableError, PrefixFileError, PackingError, FileNotFoundError,
+          BudgetError, HeadFileError, SplitSchemeError)
 
 
 def run(config, workdir, evaluate: bool = True) -> dict:

@@ -4,13 +4,26 @@ import importlib.util
 import json
 import sys
 
+# The tiny random backbone of each default model's architecture.
+TINY_FOR = {"gpt2": "tiny-gpt2", "bart": "tiny-bart", "minilm": "tiny-bert", "bert": "tiny-bert"}
 
-def tiny_config(path, arg="", **overrides):
+
+def load_config(path, arg=None):
+  """`get_config(arg)` of a config file."""
+  return _module(path).get_config(arg)
+
+
+def _module(path):
   spec = importlib.util.spec_from_file_location("cfg", path)
   mod = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(mod)
+  return mod
+
+
+def tiny_config(path, arg="", **overrides):
+  mod = _module(path)
   default = mod.get_config()
-  arch = "tiny-gpt2" if "gpt2" in default.model else "tiny-llama"
+  arch = next((tiny for key, tiny in TINY_FOR.items() if key in default.model), "tiny-llama")
   c = mod.get_config(",".join(x for x in (f"model={arch}", arg) if x))
   c.train.num_epochs = 0
   c.train.num_steps = 4

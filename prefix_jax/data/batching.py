@@ -208,6 +208,35 @@ def pack_prompts(sources: Sequence[np.ndarray], tasks: Sequence[int], *, batch_s
   return batch
 
 
+def pack_seq2seq(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
+                 tasks: Sequence[int], *, batch_size: int, source_length: int,
+                 target_length: int, pad_id: int, start_id: int) -> dict[str, np.ndarray]:
+  """Encoder-decoder rows (right-padded): `inputs` / `mask` [B, S] the source, `dec_inputs` /
+  `dec_mask` [B, T] the target shifted right behind `start_id` (HF's decoder input),
+  `targets` int32 [B, T] the target (EOS included), `weights` float32 [B, T] 1 on target
+  tokens, `task` [B], `valid` [B]."""
+  kw = dict(batch_size=batch_size, pad_id=pad_id, padding_side="right")
+  enc = pack_prompts(sources, tasks, length=source_length, **kw)
+  shifted = [np.concatenate([[start_id], t[:-1]]).astype(np.int32) for t in targets]
+  dec = pack_prompts(shifted, tasks, length=target_length, **kw)
+  labels = pack_prompts(targets, tasks, length=target_length, **kw)
+  return dict(enc, dec_inputs=dec["inputs"], dec_mask=dec["mask"], targets=labels["inputs"],
+              weights=labels["mask"].astype(np.float32))
+
+
+def pack_classify(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
+                  tasks: Sequence[int], *, batch_size: int, length: int,
+                  pad_id: int) -> dict[str, np.ndarray]:
+  """Sequence classification rows (right-padded): `inputs` / `mask` [B, S], `labels` int32 [B]
+  (each target holds one id: the class), `weights` float32 [B] (1 on valid rows), `task`,
+  `valid` [B]."""
+  batch = pack_prompts(sources, tasks, batch_size=batch_size, length=length, pad_id=pad_id,
+                       padding_side="right")
+  labels = np.zeros((batch_size,), np.int32)
+  labels[:len(targets)] = [int(t[0]) for t in targets]
+  return dict(batch, labels=labels, weights=batch["valid"].astype(np.float32))
+
+
 @dataclasses.dataclass
 class EvalBatch:
   """`arrays`: see `pack_prompts`; `references[i]` and `ids[i]` belong to row i (valid rows)."""

@@ -30,9 +30,17 @@ tfds.disable_progress_bar()
 logging.getLogger("absl").setLevel(logging.WARNING)
 
 
-def _tfds_name(name: str) -> str:
+# Datasets whose split schemes are TFDS configs (`data.split_scheme`; 'standard' is the first).
+CONFIG_SCHEMES = {"xsum": ("standard", "news_to_sports", "within_news")}
+
+
+def _tfds_name(name: str, scheme: str = "standard") -> str:
   if name not in DATASETS:
     raise KeyError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
+  if name in CONFIG_SCHEMES:
+    if scheme not in CONFIG_SCHEMES[name]:
+      raise KeyError(f"{name} has no split scheme {scheme!r}: {CONFIG_SCHEMES[name]}")
+    return f"{DATASETS[name]}/{scheme}"
   return DATASETS[name]
 
 
@@ -40,9 +48,11 @@ def _data_dir(data_dir) -> str:
   return str(Path(data_dir) if data_dir is not None else paths.tfds_data_dir())
 
 
-def prepare(name: str, data_dir=None) -> tfds.core.DatasetBuilder:
-  """Prepares dataset `name` (once) and returns its builder."""
-  builder = tfds.builder(_tfds_name(name), data_dir=_data_dir(data_dir), **_BUILDER_KWARGS)
+def prepare(name: str, data_dir=None, scheme: str = "standard") -> tfds.core.DatasetBuilder:
+  """Prepares dataset `name` (once; its `scheme` config where it has them) and returns its
+  builder."""
+  builder = tfds.builder(_tfds_name(name, scheme), data_dir=_data_dir(data_dir),
+                         **_BUILDER_KWARGS)
   builder.download_and_prepare()
   return builder
 
@@ -88,17 +98,18 @@ def _unstack(record: dict) -> dict:
   return out
 
 
-def read_split(name: str, split: str, data_dir=None) -> list[dict]:
-  """All examples of one split as python dicts (str, int, bool, lists), in file order.
+def read_split(name: str, split: str, data_dir=None, scheme: str = "standard") -> list[dict]:
+  """All examples of one split (of the `scheme` config, where the dataset has them) as
+  python dicts (str, int, bool, lists), in file order.
 
   Raises `SplitUnavailableError` naming the missing raw file when the split was not prepared.
   """
-  builder = prepare(name, data_dir)
+  builder = prepare(name, data_dir, scheme)
   if split not in builder.info.splits:
     why = builder.info.metadata.get("unavailable_splits", {}).get(split)
     raise SplitUnavailableError(
         why or f"{name} has no split {split!r}; available: {sorted(builder.info.splits)}")
-  source = tfds.data_source(_tfds_name(name), split=split, data_dir=_data_dir(data_dir),
+  source = tfds.data_source(_tfds_name(name, scheme), split=split, data_dir=_data_dir(data_dir),
                             download=False, builder_kwargs=_BUILDER_KWARGS)
   records = source.__getitems__(range(len(source)))
   return [_unstack(_to_python(r)) for r in records]

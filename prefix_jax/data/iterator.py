@@ -13,6 +13,8 @@ import numpy as np
 from prefix_jax.data import batching
 from prefix_jax.data.encode import Encoded
 
+LAYOUTS = ("decoder", "seq2seq", "classify")
+
 
 class TrainIterator:
   """Yields training batches (see `batching.pack_train`) of `batch_size` rows per host.
@@ -29,13 +31,18 @@ class TrainIterator:
   `pack_length_step` > 0 shortens each batch's rows to the multiple of it that packs the batch
   into the fewest token slots (`batching.packed_row_length`).
   A step still trains on the same G examples; only the padding is gone.
+
+  `layout` says what a batch is: 'decoder' (`batching.pack_train`: source and target in one
+  row), 'seq2seq' (`batching.pack_seq2seq`, decoder input starting with `start_id`) or
+  'classify' (`batching.pack_classify`: each target is one class id). Only 'decoder' packs.
   """
 
   def __init__(self, data: Encoded, *, batch_size: int, pad_id: int, seed: int = 0,
                shuffle: bool = True, num_epochs: int | None = None, drop_remainder: bool = True,
                buckets: Sequence[int] | None = None, padding_side: str = "right",
                process_index: int = 0, process_count: int = 1, pack_length: int = 0,
-               row_multiple: int = 1, pack_length_step: int = 0):
+               row_multiple: int = 1, pack_length_step: int = 0, layout: str = "decoder",
+               start_id: int = 0):
     if not 0 <= process_index < process_count:
       raise ValueError(f"process_index {process_index} not in [0, {process_count})")
     self._data = data
@@ -60,6 +67,10 @@ class TrainIterator:
       raise batching.PackingError(
           f"an example has {int(self._lengths.max())} input tokens, more than the packed row "
           f"length {pack_length} (data.pack_length)")
+    if layout not in LAYOUTS or (pack_length and layout != "decoder"):
+      raise ValueError(f"layout {layout!r} (pack_length {pack_length}) is not one of {LAYOUTS} "
+                       "(only 'decoder' rows pack)")
+    self._layout, self._start_id = layout, start_id
     self._pack_length, self._row_multiple = pack_length, row_multiple
     self._pack_step = pack_length_step
     self._pi, self._pc = process_index, process_count
@@ -104,14 +115,30 @@ class TrainIterator:
     self._step += 1
     if self._pack_length:
       return self._packed(glob)
-    length = batching.bucket_length(int(self._lengths[glob].max()), self._buckets)
     local = glob[self._pi * self.batch_size:(self._pi + 1) * self.batch_size]
+    if self._layout != "decoder":
+      return self._other_layout(glob, local)
+    length = batching.bucket_length(int(self._lengths[glob].max()), self._buckets)
     d = self._data
     batch = batching.pack_train([d.source[i] for i in local], [d.target[i] for i in local],
                                 [int(d.task[i]) for i in local], batch_size=self.batch_size,
                                 length=length, pad_id=self._pad_id,
                                 padding_side=self._padding_side)
     return batch
+
+  def _other_layout(self, glob: np.ndarray, local: np.ndarray) -> dict[str, np.ndarray]:
+    """A seq2seq or classification batch; lengths bucketed over the global batch."""
+    d = self._data
+    longest = lambda rows: batching.bucket_length(max(len(rows[i]) for i in glob), self._buckets)
+    src, tgt, task = ([d.source[i] for i in local], [d.target[i] for i in local],
+                      [int(d.task[i]) for i in local])
+    if self._layout == "classify":
+      return batching.pack_classify(src, tgt, task, batch_size=self.batch_size,
+                                    length=longest(d.source), pad_id=self._pad_id)
+    return batching.pack_seq2seq(src, tgt, task, batch_size=self.batch_size,
+                                 source_length=longest(d.source),
+                                 target_length=longest(d.target), pad_id=self._pad_id,
+                                 start_id=self._start_id)
 
   def _packed(self, glob: np.ndarray) -> dict[str, np.ndarray]:
     """The whole global batch packed (identically on every host), then this host's rows."""

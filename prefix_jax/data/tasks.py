@@ -23,6 +23,30 @@ DEFAULT_SPLITS = {  # (train, eval)
     "xsum": ("train", "test"),
     "sst2": ("train", "validation"),
 }
+# `data.split_scheme` values per task (Li & Liang 2021, Table 3); 'standard' everywhere.
+SPLIT_SCHEMES = {"xsum": datasets.CONFIG_SCHEMES["xsum"], "webnlg": ("standard", "seen_to_unseen")}
+
+
+class SplitSchemeError(ValueError):
+  """A split scheme the task does not have."""
+
+
+def check_split_scheme(name: str, scheme: str) -> None:
+  known = SPLIT_SCHEMES.get(name, ("standard",))
+  if scheme not in known:
+    raise SplitSchemeError(f"data.split_scheme {scheme!r} is not one of {known} for task "
+                           f"{name!r}")
+
+
+def _read(name, split, data_dir, scheme, for_eval) -> list[dict]:
+  """Raw records of a split under a scheme: XSUM's are TFDS configs; WebNLG's seen_to_unseen
+  keeps the seen categories for training and the unseen ones for evaluation."""
+  if name in datasets.CONFIG_SCHEMES:
+    return datasets.read_split(name, split, data_dir, scheme)
+  records = datasets.read_split(name, split, data_dir)
+  if scheme == "seen_to_unseen":
+    records = [r for r in records if bool(r["unseen"]) == for_eval]
+  return records
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,25 +139,28 @@ def _to_examples(name, records, split, opts: TaskOptions, task, for_eval):
 def load_task(name: str, *, train_split: str | None = "default",
               eval_split: str | None = "default", data_dir=None, task_id: int = 0,
               options: TaskOptions = TaskOptions(), lowdata: tuple[int, int] | None = None,
+              split_scheme: str = "standard",
               ) -> tuple[list[TextExample] | None, list[EvalRecord] | None]:
   """(training pairs, evaluation records) of task `name`.
 
   train_split / eval_split: a split name, 'default' (see `DEFAULT_SPLITS`) or None to skip.
   A split whose raw file is missing raises `SplitUnavailableError` naming the file.
   lowdata: (n, subset) keeps `lowdata_subset(train, n, subset)` of the training pairs.
+  split_scheme: see `SPLIT_SCHEMES` (an unknown one raises `SplitSchemeError`).
   """
   if name not in DEFAULT_SPLITS:
     raise KeyError(f"unknown task {name!r}; known: {sorted(DEFAULT_SPLITS)}")
+  check_split_scheme(name, split_scheme)
   d_train, d_eval = DEFAULT_SPLITS[name]
   train_split = d_train if train_split == "default" else train_split
   eval_split = d_eval if eval_split == "default" else eval_split
   train = evals = None
   if train_split is not None:
-    train = _to_examples(name, datasets.read_split(name, train_split, data_dir), train_split,
-                         options, task_id, for_eval=False)
+    train = _to_examples(name, _read(name, train_split, data_dir, split_scheme, False),
+                         train_split, options, task_id, for_eval=False)
     if lowdata is not None:
       train = lowdata_subset(train, *lowdata)
   if eval_split is not None:
-    evals = _to_examples(name, datasets.read_split(name, eval_split, data_dir), eval_split,
-                         options, task_id, for_eval=True)
+    evals = _to_examples(name, _read(name, eval_split, data_dir, split_scheme, True),
+                         eval_split, options, task_id, for_eval=True)
   return train, evals

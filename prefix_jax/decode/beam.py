@@ -30,7 +30,8 @@ Array = jax.Array
 
 
 def beam_search(model, backbone: dict, inputs: Array, mask: Array | None = None,
-                prefix: Prefix | None = None, *, config: DecodeConfig) -> DecodeOutput:
+                prefix: Prefix | None = None, *, config: DecodeConfig,
+                infix: bool = False) -> DecodeOutput:
   """Beam search of width `config.num_beams` over a left-padded batch.
 
   Args: as `greedy_search`. The prefix (shared or per-example) is prefilled once per
@@ -40,8 +41,8 @@ def beam_search(model, backbone: dict, inputs: Array, mask: Array | None = None,
     are length-penalized (see `DecodeConfig`), `logprobs` are not.
   """
   inputs, mask, rules, size = prepare_request(model, config, inputs, mask, prefix)
-  return _beam(model, backbone, inputs, mask, prefix, rules, k=config.num_beams,
-               n=config.max_new_tokens, size=size)
+  return _beam(model, backbone, inputs, mask, prefix, rules, kv.infix_at(inputs, infix),
+               k=config.num_beams, n=config.max_new_tokens, size=size)
 
 
 def _top(scores: Array, k: int, *arrays: Array):
@@ -53,9 +54,10 @@ def _top(scores: Array, k: int, *arrays: Array):
 
 
 @functools.partial(jax.jit, static_argnames=("model", "k", "n", "size"))
-def _beam(model, backbone, inputs, mask, prefix, rules: Rules, *, k: int, n: int, size: int):
+def _beam(model, backbone, inputs, mask, prefix, rules: Rules, prefix_at, *, k: int, n: int,
+          size: int):
   b = inputs.shape[0]
-  logits, cache = kv.prefill(model, backbone, inputs, mask, prefix, size)
+  logits, cache = kv.prefill(model, backbone, inputs, mask, prefix, size, prefix_at)
   v = logits.shape[-1]
   cache = kv.repeat_beams(cache, k)
   logits = jnp.repeat(logits, k, axis=0)
@@ -69,7 +71,8 @@ def _beam(model, backbone, inputs, mask, prefix, rules: Rules, *, k: int, n: int
 
   def advance(alive, fin, cache, logits, t):
     logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1).reshape(b, k, v)
-    cand = (alive["logp"][:, :, None] + constrain(logp, t, rules)).reshape(b, k * v)
+    cand = (alive["logp"][:, :, None] + constrain(logp, t, rules, alive["seq"])).reshape(
+        b, k * v)
     top_logp, top_idx = jax.lax.top_k(cand, 2 * k)
     beam, tok = top_idx // v, (top_idx % v).astype(jnp.int32)
     seq = jnp.take_along_axis(alive["seq"], beam[:, :, None], axis=1).at[:, :, t].set(tok)

@@ -55,19 +55,28 @@ def _prefill_seq2seq(model, backbone, inputs, mask, prefix, size):
   return logits[:, -1], Seq2SeqState(cache=cache, memory=memory, cross=cross)
 
 
+def infix_at(inputs: Array, infix: bool) -> Array | None:
+  """`prefix_at` [B] of an infix after the whole left-padded prompt [B, S] (None: a prefix)."""
+  return jnp.full((inputs.shape[0],), inputs.shape[1], jnp.int32) if infix else None
+
+
 def prefill(model, backbone: dict, inputs: Array, mask: Array, prefix: Prefix | None,
-            size: int) -> tuple[Array, KVCache]:
+            size: int, prefix_at: Array | None = None) -> tuple[Array, KVCache]:
   """Runs the left-padded source [B, S] (and the prefix, once) into a fresh cache of `size`.
 
   The same `model.apply(prefix=...)` as in training: a kv/hidden prefix's keys/values are
   written into the first cache slots (once; later steps pass no prefix), a prompt prefix is
-  part of the prefilled sequence. Returns the next-token logits [B, V] and the cache.
+  part of the prefilled sequence. `prefix_at` [B] places an infix (see `infix_at`): after the
+  prompt, so the prompt does not see it and every generated token does, as in training.
+  Returns the next-token logits [B, V] and the cache.
   """
   if is_seq2seq(model):
+    if prefix_at is not None:
+      raise ValueError("an encoder-decoder takes no infix")
     return _prefill_seq2seq(model, backbone, inputs, mask, prefix, size)
   cache = KVCache.init(model.cfg, inputs.shape[0], size, dtype=model.dtype)
   logits, cache = model.apply({"params": backbone}, inputs, prefix=prefix, mask=mask,
-                              cache=cache)
+                              prefix_at=prefix_at, cache=cache)
   # Left padding: the last column is every row's last real token.
   return logits[:, -1], cache
 

@@ -22,6 +22,8 @@ class DecodeConfig:
   pad_id: fills the output after EOS.
   banned_ids: token ids never generated (e.g. newlines).
   length_penalty: alpha of the beam score; 0 ranks by total log-probability.
+  no_repeat_ngram_size: n > 0 never generates an n-gram twice in one output (HF's
+    `no_repeat_ngram_size`; BART's XSUM setting uses 3); static, like the shapes.
   length_penalty_style: 'hf' scores `logp / len**alpha` (HF transformers >= 4.50), 'gnmt'
     scores `logp / ((5 + len) / 6)**alpha` (Wu et al. 2016). `len` counts generated tokens
     including the EOS in both.
@@ -34,12 +36,15 @@ class DecodeConfig:
   banned_ids: tuple[int, ...] = ()
   length_penalty: float = 1.0
   length_penalty_style: str = "hf"
+  no_repeat_ngram_size: int = 0
 
   def __post_init__(self):
     if self.max_new_tokens <= 0:
       raise ValueError(f"max_new_tokens must be > 0, got {self.max_new_tokens}")
     if self.num_beams <= 0:
       raise ValueError(f"num_beams must be > 0, got {self.num_beams}")
+    if self.no_repeat_ngram_size < 0:
+      raise ValueError(f"no_repeat_ngram_size must be >= 0, got {self.no_repeat_ngram_size}")
     if self.min_length < 0:
       raise ValueError(f"min_length must be >= 0, got {self.min_length}")
     if self.length_penalty_style not in PENALTY_STYLES:
@@ -53,7 +58,8 @@ class DecodeConfig:
 
 # The prefix-tuning paper's table-to-text decoding, and the XSUM setting (BART's).
 PAPER = DecodeConfig(max_new_tokens=100, num_beams=5)
-XSUM = DecodeConfig(max_new_tokens=62, num_beams=6, min_length=11, length_penalty=1.0)
+XSUM = DecodeConfig(max_new_tokens=62, num_beams=6, min_length=11, length_penalty=1.0,
+                    no_repeat_ngram_size=3)
 
 
 def _check_inputs(cfg: ModelConfig, config: DecodeConfig, inputs_shape: tuple,

@@ -49,7 +49,8 @@ def _one_line(text: str) -> str:
 
 
 def generate_dataset(model, backbone: dict, prefix: Prefix | None, batches: Iterable[dict],
-                     tokenizer, *, out_path, config: DecodeConfig) -> list[str]:
+                     tokenizer, *, out_path, config: DecodeConfig,
+                     infix: bool = False) -> list[str]:
   """Decodes every valid row of `batches` and writes the predictions to `out_path`.
 
   Args:
@@ -58,13 +59,15 @@ def generate_dataset(model, backbone: dict, prefix: Prefix | None, batches: Iter
     prefix: a shared `Prefix`, a bank (leading task axis; batches then carry `task`), or None.
       A hidden prefix is converted to keys/values once here.
     tokenizer: anything with `decode(ids) -> str`.
+    infix: the prefix is an infix (placed after each prompt, see `greedy_search`).
   Returns:
     The predictions of valid rows, in order (also the lines of `out_path`; newlines inside a
     prediction become spaces).
   Each distinct [B, S] compiles once: bucket source lengths upstream. A batch smaller than
   the first is padded with invalid rows to the first's size.
   """
-  if isinstance(prefix, Prefix) and prefix.form == "hidden":
+  # A hidden infix keeps its form: its keys depend on where it sits (RoPE).
+  if isinstance(prefix, Prefix) and prefix.form == "hidden" and not infix:
     prefix = prefix_kv(model, backbone, prefix)
   bank = isinstance(prefix, Prefix) and prefix.batched
   total = len(batches) if hasattr(batches, "__len__") else None
@@ -88,7 +91,7 @@ def generate_dataset(model, backbone: dict, prefix: Prefix | None, batches: Iter
     row_prefix = prefix
     if task is not None:
       row_prefix = prefix.gather(jnp.asarray(np.where(valid, task, 0), jnp.int32))
-    out = generate(model, backbone, inputs, mask, row_prefix, config=config)
+    out = generate(model, backbone, inputs, mask, row_prefix, config=config, infix=infix)
     tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
     for row in np.flatnonzero(valid):
       predictions.append(_one_line(tokenizer.decode(tokens[row, :lengths[row]].tolist())))

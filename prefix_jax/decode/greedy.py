@@ -16,7 +16,8 @@ Array = jax.Array
 
 
 def greedy_search(model, backbone: dict, inputs: Array, mask: Array | None = None,
-                  prefix: Prefix | None = None, *, config: DecodeConfig) -> DecodeOutput:
+                  prefix: Prefix | None = None, *, config: DecodeConfig,
+                  infix: bool = False) -> DecodeOutput:
   """Greedy decoding of a left-padded batch.
 
   Args:
@@ -26,23 +27,26 @@ def greedy_search(model, backbone: dict, inputs: Array, mask: Array | None = Non
     mask: [B, S] bool, False on padding; default all True.
     prefix: a materialized `Prefix` (any form, shared or per-example [B, ...]) or None.
     config: a `DecodeConfig`; `num_beams` is ignored.
+    infix: the prefix sits between the prompt and the generated tokens (an infix trained
+      before the target, `prefix_at` = the source length), not before the prompt.
   Returns:
     `DecodeOutput` with tokens [B, max_new_tokens].
   """
   inputs, mask, rules, size = prepare_request(model, config, inputs, mask, prefix)
-  return _greedy(model, backbone, inputs, mask, prefix, rules, n=config.max_new_tokens,
-                 size=size)
+  return _greedy(model, backbone, inputs, mask, prefix, rules, kv.infix_at(inputs, infix),
+                 n=config.max_new_tokens, size=size)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "n", "size"))
-def _greedy(model, backbone, inputs, mask, prefix, rules: Rules, *, n: int, size: int):
+def _greedy(model, backbone, inputs, mask, prefix, rules: Rules, prefix_at, *, n: int,
+            size: int):
   b = inputs.shape[0]
-  logits, cache = kv.prefill(model, backbone, inputs, mask, prefix, size)
+  logits, cache = kv.prefill(model, backbone, inputs, mask, prefix, size, prefix_at)
 
   def choose(state, logits, t):
     tokens, lengths, logprobs, done = state
     logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    tok = jnp.argmax(constrain(logp, t, rules), axis=-1).astype(jnp.int32)
+    tok = jnp.argmax(constrain(logp, t, rules, tokens), axis=-1).astype(jnp.int32)
     tok_logp = jnp.take_along_axis(logp, tok[:, None], axis=-1)[:, 0]
     tok = jnp.where(done, rules.pad_id, tok)
     is_eos = rules.is_eos(tok)

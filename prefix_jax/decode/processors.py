@@ -21,7 +21,8 @@ class Rules:
   """The traced side of a `DecodeConfig`.
 
   eos_id, pad_id, min_length: int32 scalars (eos_id -1: no EOS); banned: [V] bool;
-  length_penalty: float32 alpha; gnmt: bool, the penalty style.
+  length_penalty: float32 alpha; gnmt: bool, the penalty style; ngram: the static
+  no-repeat n-gram size (0: off).
   """
   eos_id: Array
   pad_id: Array
@@ -29,6 +30,7 @@ class Rules:
   banned: Array
   length_penalty: Array
   gnmt: Array
+  ngram: int = struct.field(pytree_node=False, default=0)
 
   @classmethod
   def of(cls, config: DecodeConfig, vocab_size: int) -> "Rules":
@@ -38,20 +40,43 @@ class Rules:
     return cls(eos_id=jnp.int32(eos), pad_id=jnp.int32(config.pad_id),
                min_length=jnp.int32(config.min_length), banned=jnp.asarray(banned),
                length_penalty=jnp.float32(config.length_penalty),
-               gnmt=jnp.asarray(config.length_penalty_style == "gnmt"))
+               gnmt=jnp.asarray(config.length_penalty_style == "gnmt"),
+               ngram=config.no_repeat_ngram_size)
 
   def is_eos(self, tokens: Array) -> Array:
     return tokens == self.eos_id
 
 
-def constrain(logp: Array, step: Array, rules: Rules) -> Array:
-  """Sets banned ids, and EOS while `step < min_length`, to -inf in logp [..., V].
+def repeated_ngram_ids(seq: Array, step: Array, size: int, vocab: int) -> Array:
+  """[..., V] bool: the tokens that would repeat an n-gram (n = `size`) of the generated
+  tokens seq[..., :step] (seq [..., N]; slots from `step` on are ignored)."""
+  n = seq.shape[-1]
+  lead = seq.shape[:-1]
+  if n < size:
+    return jnp.zeros((*lead, vocab), bool)
+  j = n - size + 1  # n-grams seq[i:i + size] of the whole buffer, i < j
+  grams = jnp.stack([seq[..., i:i + j] for i in range(size)], -1)  # [..., J, size]
+  tail = jnp.take(seq, jnp.clip(step - size + 1 + jnp.arange(size - 1), 0, n - 1), axis=-1)
+  match = jnp.all(grams[..., :size - 1] == tail[..., None, :], -1)
+  done = (jnp.arange(j) + size - 1 < step) & (step >= size - 1)  # fully generated n-grams
+  rows = int(np.prod(lead)) if lead else 1
+  hits = jnp.zeros((rows, vocab), jnp.int32).at[
+      jnp.arange(rows)[:, None], grams[..., size - 1].reshape(rows, j)].add(
+          (match & done).reshape(rows, j).astype(jnp.int32))
+  return hits.reshape(*lead, vocab) > 0
+
+
+def constrain(logp: Array, step: Array, rules: Rules, seq: Array | None = None) -> Array:
+  """Sets banned ids, EOS while `step < min_length`, and (with `rules.ngram` and the tokens
+  generated so far, seq [..., N]) repeated n-grams, to -inf in logp [..., V].
 
   Applied to log-probabilities (after the softmax, as HF does): the allowed tokens keep
   their model probabilities, they are not renormalized.
   """
   vocab = jnp.arange(logp.shape[-1])
   off = rules.banned | ((vocab == rules.eos_id) & (step < rules.min_length))
+  if rules.ngram and seq is not None:
+    off = off | repeated_ngram_ids(seq, step, rules.ngram, logp.shape[-1])
   return jnp.where(off, -jnp.inf, logp)
 
 

@@ -8,6 +8,7 @@
   'dart'           bleu meteor ter (+ Scores.unavailable)        -
   'xsum'           rouge_1 rouge_2 rouge_l                       use_stemmer (default True)
   'classification' accuracy                                      -
+  'sst2'           accuracy (the label words as references)      -
 
 `references[i]` is the list of references of input i (one or more). Scales: BLEU 0-100; NIST and
 CIDEr unbounded; METEOR, ROUGE, TER and accuracy as fractions (TER can exceed 1). METEOR and the
@@ -27,6 +28,7 @@ SUITES: dict[str, Callable[..., Scores]] = {
     "dart": dart.score,
     "xsum": rouge.score,
     "classification": classification.score,
+    "sst2": classification.score,
 }
 
 

@@ -13,6 +13,12 @@ TINY = {  # tiny random backbones of each architecture, for tests and smoke runs
                        rope_theta=100000.0),
     "tiny-gpt2": dict(arch="gpt2", hidden_size=32, num_layers=2, num_heads=4,
                       intermediate_size=64, max_positions=512, activation="gelu_new"),
+    "tiny-bart": dict(arch="bart", hidden_size=32, num_layers=2, num_heads=4,
+                      intermediate_size=64, max_positions=512, activation="gelu",
+                      tie_embeddings=True, eos_token_id=50256, decoder_start_token_id=50256),
+    "tiny-bert": dict(arch="bert", hidden_size=32, num_layers=2, num_heads=4,
+                      intermediate_size=64, max_positions=512, activation="gelu",
+                      type_vocab_size=2, norm_eps=1e-12),
 }
 
 

@@ -39,7 +39,9 @@ def base_config() -> ml_collections.ConfigDict:
       train_split="train", eval_split="validation", test_split="test",
       max_source_len=256, max_target_len=128, bucket_size=16, num_train_examples=0,
       num_eval_examples=0, num_eval_loss_examples=64, subset_seed=0, padding="right",
-      pack_length=0, pack_length_step=0))
+      pack_length=0, pack_length_step=0,
+      overflow="truncate",  # beyond max_source_len / max_target_len: 'truncate' | 'refuse'
+      split_scheme="standard"))  # xsum: news_to_sports | within_news; webnlg: seen_to_unseen
   c.optim = ml_collections.ConfigDict(dict(
       name="adamw", learning_rate=5e-5, schedule="linear", warmup_steps=0, weight_decay=0.0,
       b1=0.9, b2=0.999, eps=1e-8, grad_clip=1.0))
@@ -50,7 +52,7 @@ def base_config() -> ml_collections.ConfigDict:
       remat="dots"))  # what each block saves for backward: none | dots | full (models.remat)
   c.decode = ml_collections.ConfigDict(dict(
       beam_size=5, max_new_tokens=100, min_length=1, length_penalty=0.0, batch_size=16,
-      ban_newlines=True, num_examples=0))
+      ban_newlines=True, num_examples=0, no_repeat_ngram_size=0))
   c.distributed = ml_collections.ConfigDict(dict(
       num_processes=1, process_id=0, coordinator_address="", cpu_collectives=""))
   return c

@@ -16,7 +16,8 @@ from safetensors.numpy import load_file, save_file
 from safetensors import safe_open
 
 from prefix_jax.models.config import ModelConfig
-from prefix_jax.prefixes import PrefixSpec, check_params, fold_reparam
+from prefix_jax.prefixes import PrefixSpec
+from prefix_jax.prefixes.seq2seq_params import check_params_for, fold_reparam_for
 
 
 class PrefixFileError(ValueError):
@@ -31,7 +32,7 @@ def backbone_signature(cfg: ModelConfig) -> dict:
 
 def export_prefix(path, spec: PrefixSpec, cfg: ModelConfig, params: dict) -> Path:
   """Writes the folded prefix atomically; returns the file path."""
-  spec, params = fold_reparam(spec, cfg, params)
+  spec, params = fold_reparam_for(spec, cfg, params)
   flat = traverse_util.flatten_dict(params, sep="/")
   arrays = {k: np.ascontiguousarray(np.asarray(v, np.float32)) for k, v in flat.items()}
   meta = {"spec": json.dumps(dataclasses.asdict(spec)),
@@ -63,5 +64,5 @@ def load_prefix(path, cfg: ModelConfig | None = None):
                           f"not {backbone_signature(cfg)}")
   params = traverse_util.unflatten_dict(arrays, sep="/")
   if cfg is not None:
-    check_params(spec, cfg, params)
+    check_params_for(spec, cfg, params)
   return spec, params, signature

@@ -7,7 +7,6 @@ data path is a function call found by name: `load_backbone`, `data.train_iterato
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import logging
 import signal
@@ -20,14 +19,16 @@ import numpy as np
 
 from prefix_jax.models import build_model
 from prefix_jax.models.remat import check_remat
-from prefix_jax.prefixes import PrefixSpec, count_params, init_prefix
+from prefix_jax.prefixes import PrefixSpec, count_params
+from prefix_jax.prefixes.seq2seq_params import init_prefix_for
 from prefix_jax.train import data as train_data
 from prefix_jax.train import mesh as mesh_lib
 from prefix_jax.train.backbone import load_backbone
 from prefix_jax.train.checkpoint import Checkpointer, check_workdir
 from prefix_jax.train.export import backbone_signature, export_prefix
 from prefix_jax.train.logger import MetricLogger, plot_curves
-from prefix_jax.train.loss import lm_loss
+from prefix_jax.train.heads import export_trained_head, task_backbone
+from prefix_jax.train.loss import loss_function
 from prefix_jax.train.optim import build_optimizer
 from prefix_jax.train.step import (init_state, make_train_step, merge_backbone,
                                    split_backbone)
@@ -120,9 +121,11 @@ def train_and_evaluate(config, workdir) -> dict:
   maybe_initialize_distributed(config)
   is_main = jax.process_index() == 0
   cfg, backbone, tokenizer = load_backbone(config.model, seed=config.seed, dtype="float32")
+  cfg, backbone = task_backbone(config, cfg, backbone)
   dtype = jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32
   model = build_model(cfg, dtype, remat=config.train.remat)
   spec = prefix_spec(config)
+  train_data.check_budget(config, cfg)
   mesh = mesh_lib.make_mesh(config.train.num_devices)
   if not config.data.pack_length:  # packed batches round their row count to the devices
     mesh_lib.check_batch_size(config.train.batch_size, mesh)
@@ -144,7 +147,7 @@ def train_and_evaluate(config, workdir) -> dict:
   optimizer = build_optimizer(config.optim, total_steps)
   rng = jax.random.PRNGKey(config.seed)
   init_rng, step_rng = jax.random.split(rng)
-  prefix_params = {} if spec is None else init_prefix(
+  prefix_params = {} if spec is None else init_prefix_for(
       spec, cfg, init_rng, model=model, backbone=backbone, tokenizer=tokenizer)
   trained_backbone, frozen = split_backbone(
       backbone, ".*" if spec is None else config.train.trainable_pattern)
@@ -165,7 +168,7 @@ def train_and_evaluate(config, workdir) -> dict:
   frozen_sh = mesh_lib.backbone_shardings(frozen, mesh, config.train.fsdp)
   frozen = jax.device_put(frozen, frozen_sh)
   state = jax.device_put(state, repl)
-  loss_fn = functools.partial(lm_loss, model=model, spec=spec)
+  loss_fn = loss_function(cfg, model, spec)
   step_fn = jax.jit(make_train_step(loss_fn, optimizer, config.train.accum_steps),
                     in_shardings=(repl, frozen_sh, mesh_lib.batch_sharding(mesh), repl),
                     out_shardings=(repl, repl), donate_argnums=(0,))
@@ -235,10 +238,13 @@ def train_and_evaluate(config, workdir) -> dict:
     logger.close()
 
   summary = {"status": status, "step": int(state.step), "total_steps": total_steps,
-             "trainable_params": n_prefix, "backbone_params": n_backbone}
+             "trainable_params": n_prefix, "backbone_params": n_backbone,
+             "examples_cut": train_iter.cut}
   if status == "completed":
     if eval_batches:
       summary["eval_loss"] = evaluate()
+    if is_main:
+      export_trained_head(workdir, cfg, jax.device_get(state.trainable["backbone"]))
     if spec is not None and is_main:
       path = export_prefix(workdir / "prefix.safetensors", spec, cfg,
                            jax.device_get(state.trainable["prefix"]))

@@ -1,5 +1,8 @@
-"""Loss for conditional generation: cross-entropy on target tokens only."""
+"""Losses: cross-entropy on target tokens (decoder-only LMs, encoder-decoders) and sequence
+classification (encoders with a head); `loss_function` picks one by the backbone's kind."""
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +10,8 @@ import numpy as np
 import optax
 
 from prefix_jax.models.decoder import gather_positions
-from prefix_jax.prefixes import PrefixSpec, materialize
+from prefix_jax.prefixes import PrefixSpec
+from prefix_jax.prefixes.seq2seq_params import materialize_for
 from prefix_jax.train.fused_ce import linear_cross_entropy
 
 Array = jax.Array
@@ -23,7 +27,7 @@ def token_cross_entropy(logits: Array, targets: Array, weights: Array) -> tuple[
 
 def prefix_for_batch(spec: PrefixSpec, cfg, prefix_params, batch):
   """Materializes the prefix; a bank is gathered by the batch's `task` ids [B]."""
-  prefix = materialize(spec, cfg, prefix_params)
+  prefix = materialize_for(spec, cfg, prefix_params)
   if spec.num_tasks:
     prefix = prefix.gather(batch["task"])
   return prefix
@@ -112,3 +116,32 @@ def classification_loss(prefix_params, backbone, batch, *, model, spec: PrefixSp
   accuracy = jnp.sum((jnp.argmax(out.logits, -1) == batch["labels"]) * weights) / jnp.maximum(
       total, 1.0)
   return loss, {"loss": loss, "target_tokens": total, "accuracy": accuracy}
+
+
+def seq2seq_loss(prefix_params, backbone, batch, *, model, spec: PrefixSpec | None):
+  """Teacher-forced loss of an encoder-decoder (BART) with its three prefixes: batch `inputs` /
+  `mask` [B, S] (source), `dec_inputs` / `dec_mask` [B, T], `targets` / `weights` [B, T]
+  (see `data.batching.pack_seq2seq`)."""
+  prefix = None if spec is None else prefix_for_batch(spec, model.cfg, prefix_params, batch)
+  logits = model.apply({"params": backbone}, batch["inputs"], batch["dec_inputs"],
+                       prefix=prefix, src_mask=batch["mask"], tgt_mask=batch["dec_mask"])
+  loss, total = token_cross_entropy(logits, batch["targets"], batch["weights"])
+  return loss, {"loss": loss, "target_tokens": total}
+
+
+KINDS = {"llama": "decoder", "gpt2": "decoder", "bart": "seq2seq", "bert": "encoder"}
+
+
+def model_kind(cfg) -> str:
+  """'decoder' (generates after the source), 'seq2seq' (encoder-decoder) or 'encoder'
+  (classifies with a head)."""
+  if cfg.arch not in KINDS:
+    raise ValueError(f"no training path for architecture '{cfg.arch}' (known: {sorted(KINDS)})")
+  return KINDS[cfg.arch]
+
+
+def loss_function(cfg, model, spec: PrefixSpec | None):
+  """`loss(prefix_params, backbone, batch) -> (loss, metrics)` for the backbone's kind."""
+  fn = {"decoder": lm_loss, "seq2seq": seq2seq_loss,
+        "encoder": classification_loss}[model_kind(cfg)]
+  return functools.partial(fn, model=model, spec=spec)
