@@ -55,6 +55,8 @@ def run_groups(cells, root: Path, *, commit: str, parallel: int, progress) -> li
     name, members = item
     group_dir = root / GROUP_DIR / name
     spec = write_members(members, group_dir, root)
+    for cell in members:
+      record_wall(cell.workdir(root), 0.0, commit, attempt=True)
     start = time.time()
     with open(group_dir / "sweep.log", "a") as log:
       rc = subprocess.run([sys.executable, "-m", "prefix_jax.sweep.group", str(spec)],

@@ -49,6 +49,7 @@ def run_inline(cell: grid_lib.Cell, workdir: Path) -> int:
 
 def _run_cell(cell, root: Path, launcher: str, commit: str) -> tuple[int, float]:
   workdir = cell.workdir(root)
+  record_wall(workdir, 0.0, commit, attempt=True)
   start = time.time()
   if launcher == "inline":
     rc = run_inline(cell, workdir)

@@ -25,13 +25,14 @@ def git_commit(cwd: Path | None = None) -> str:
   return head + ("+dirty" if dirty else "")
 
 
-def record_wall(workdir: Path, seconds: float, commit: str) -> None:
-  """Adds `seconds` to the cell's wall time (summed over resumes)."""
+def record_wall(workdir: Path, seconds: float, commit: str, attempt: bool = False) -> None:
+  """Adds `seconds` to the cell's wall time (summed over resumes); `attempt`: counts a start
+  (recorded before the run, so that a killed attempt counts too)."""
   path = Path(workdir) / CELL_FILE
   old = json.loads(path.read_text()) if path.exists() else {}
   Path(workdir).mkdir(parents=True, exist_ok=True)
   path.write_text(json.dumps({"wall_s": old.get("wall_s", 0.0) + seconds, "commit": commit,
-                              "attempts": old.get("attempts", 0) + 1}, indent=1))
+                              "attempts": old.get("attempts", 0) + int(attempt)}, indent=1))
 
 
 class Progress:
