@@ -22,6 +22,7 @@ INSTALL_REQUIRES = [
     "tqdm>=4.66",
     "tensorboardX>=2.6",
     "matplotlib>=3.8",
+    "tabulate>=0.9",  # sweep and paper tables (Markdown, LaTeX)
 ]
 
 # torch is pinned exactly: the Makefile installs the CPU build from disk *before*

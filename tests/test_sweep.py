@@ -129,3 +129,22 @@ def test_sweep_killed_mid_cell_resumes_and_writes_tables(tmp_path, shared_dir):
   proc = _sweep(root)
   out = proc.communicate(timeout=120)[0]
   assert proc.returncode == 0 and out.count("finished earlier, skipped") == 4, out
+
+
+def test_one_program_sweep_writes_ordinary_member_workdirs(tmp_path, shared_dir):
+  root = tmp_path / "one"
+  cmd = [sys.executable, "-m", "prefix_jax.sweep", f"--config={TINY}", "--grid",
+         "prefix_len=2,4", "--root", str(root), "--one_program"]
+  out = subprocess.run(cmd, cwd=ROOT, env=with_xla_flags({}), capture_output=True, text=True,
+                       timeout=600)
+  assert out.returncode == 0, out.stdout + out.stderr
+  assert out.stdout.count("[one program of 2]") == 2, out.stdout
+  for length in (2, 4):
+    wd = root / f"prefix_len={length}"
+    summary = json.loads((wd / "summary.json").read_text())
+    assert summary["one_program"].endswith("_one_program/all") and summary["step"] == 3
+    assert (wd / "scores.json").exists() and (wd / "prefix.safetensors").exists()
+  from prefix_jax.train.export import load_prefix
+  assert load_prefix(root / "prefix_len=4" / "prefix.safetensors")[0].length == 4
+  rows = [json.loads(x) for x in (root / "results.jsonl").read_text().splitlines()]
+  assert [r["status"] for r in rows] == ["finished"] * 2 and rows[0]["wall_s"] > 0
