@@ -71,11 +71,8 @@ def run_cells(cells, root: Path, *, launcher: str = "local", parallel: int = 1,
       progress.line(cell.name, "finished earlier, skipped")
     else:
       todo.append(cell)
-  failed = []
   if one_program and todo:
     return run_groups(todo, root, commit=commit, parallel=parallel, progress=progress)
-  if launcher == "inline":
-    parallel = 1  # one process: cells run one after another
 
   def one(cell):
     rc, seconds = _run_cell(cell, root, launcher, commit)
@@ -83,11 +80,10 @@ def run_cells(cells, root: Path, *, launcher: str = "local", parallel: int = 1,
     progress.line(cell.name, text)
     return cell.name, text.startswith("FAILED")
 
-  with concurrent.futures.ThreadPoolExecutor(max_workers=max(parallel, 1)) as pool:
-    for name, bad in pool.map(one, todo):
-      if bad:
-        failed.append(name)
-  return failed
+  if launcher == "inline":  # in this (main) thread, one after another: the trainer sets signals
+    return [name for name, bad in map(one, todo) if bad]
+  with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
+    return [name for name, bad in pool.map(one, todo) if bad]
 
 
 def run_sweep(config: str, grid: list[tuple[str, list[str]]], root, *, launcher: str = "local",
