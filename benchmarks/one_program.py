@@ -5,7 +5,7 @@
 prefix lengths, trained (no decoding) either as K ordinary runs one after another, each its own
 process (`python -m prefix_jax.main --noevaluate`), or as one process training the K prefixes
 in one compiled step (`prefix_jax.train.multi_run.train_members`). Goal: speed-up >= 2x.
-Smoke form: `--model tiny-llama --steps 2 --n 8 --lengths 1,5`.
+Smoke form: `--model tiny-llama --steps 2 --n 20 --lengths 1,5`.
 """
 from __future__ import annotations
 
