@@ -148,3 +148,11 @@ def test_one_program_sweep_writes_ordinary_member_workdirs(tmp_path, shared_dir)
   assert load_prefix(root / "prefix_len=4" / "prefix.safetensors")[0].length == 4
   rows = [json.loads(x) for x in (root / "results.jsonl").read_text().splitlines()]
   assert [r["status"] for r in rows] == ["finished"] * 2 and rows[0]["wall_s"] > 0
+
+
+def test_root_of_another_config_is_refused(tmp_path, capsys):
+  (tmp_path / "sweep.json").write_text(json.dumps({"config": "configs/e2e.py:lr=1", "grid": []}))
+  argv = ["--config", "configs/e2e.py:lr=2", "--grid", "seed=0", "--root", str(tmp_path)]
+  assert sweep_main(argv) == 2
+  assert "holds a sweep of --config=configs/e2e.py:lr=1" in capsys.readouterr().err
+  assert json.loads((tmp_path / "sweep.json").read_text())["config"] == "configs/e2e.py:lr=1"

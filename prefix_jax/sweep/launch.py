@@ -86,6 +86,17 @@ def run_cells(cells, root: Path, *, launcher: str = "local", parallel: int = 1,
     return [name for name, bad in pool.map(one, todo) if bad]
 
 
+def check_root(root: Path, config: str) -> None:
+  """A root holds one sweep's --config (its grid may grow): cells of the same name must mean
+  the same run."""
+  record = root / "sweep.json"
+  if record.exists():
+    old = json.loads(record.read_text()).get("config")
+    if old != config:
+      raise grid_lib.SweepError(f"--root {root} holds a sweep of --config={old}, not {config}; "
+                                "use a new --root")
+
+
 def run_sweep(config: str, grid: list[tuple[str, list[str]]], root, *, launcher: str = "local",
               parallel: int = 1, one_program: bool = False, collect_only: bool = False,
               slurm_options: dict | None = None) -> dict:
@@ -97,6 +108,7 @@ def run_sweep(config: str, grid: list[tuple[str, list[str]]], root, *, launcher:
     raise grid_lib.SweepError(f"--parallel must be >= 1, got {parallel}")
   root = Path(root)
   cells = grid_lib.make_cells(config, grid)
+  check_root(root, config)
   root.mkdir(parents=True, exist_ok=True)
   (root / "sweep.json").write_text(json.dumps({"config": config, "grid": grid}, indent=1))
   failed = []
