@@ -156,3 +156,15 @@ def test_root_of_another_config_is_refused(tmp_path, capsys):
   assert sweep_main(argv) == 2
   assert "holds a sweep of --config=configs/e2e.py:lr=1" in capsys.readouterr().err
   assert json.loads((tmp_path / "sweep.json").read_text())["config"] == "configs/e2e.py:lr=1"
+
+
+def test_inline_cell_that_raises_is_reported_and_logged(tmp_path, capsys):
+  # A config file whose get_config raises a non-user error: the cell fails, the sweep goes on.
+  bad = tmp_path / "bad.py"
+  bad.write_text("def get_config(arg=None):\n  raise RuntimeError('boom')\n")
+  argv = ["--config", str(bad), "--grid", "seed=0,1", "--root", str(tmp_path / "r"),
+          "--launcher", "inline"]
+  assert sweep_main(argv) == 1
+  out = capsys.readouterr().out
+  assert out.count("FAILED (exit 1)") == 2
+  assert "RuntimeError: boom" in (tmp_path / "r" / "seed=0" / "sweep.log").read_text()

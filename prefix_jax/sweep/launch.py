@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from prefix_jax.main import run as run_main
@@ -39,11 +40,17 @@ def run_subprocess(cmd: list[str], log: Path) -> int:
 
 
 def run_inline(cell: grid_lib.Cell, workdir: Path) -> int:
-  """The cell in this process through `prefix_jax.main.run` (its exit codes kept)."""
+  """The cell in this process through `prefix_jax.main.run` (its exit codes kept). Any other
+  failure of the cell is written to its sweep.log and ends only this cell (exit 1)."""
   try:
     run_main(grid_lib.load_config(cell.config_file, cell.arg), workdir)
   except SystemExit as e:
     return int(e.code or 0)
+  except Exception:  # noqa: BLE001 -- one broken cell must not stop the other cells
+    Path(workdir).mkdir(parents=True, exist_ok=True)
+    with open(Path(workdir) / "sweep.log", "a") as f:
+      f.write(traceback.format_exc())
+    return 1
   return 0
 
 

@@ -38,13 +38,14 @@ def record_wall(workdir: Path, seconds: float, commit: str, attempt: bool = Fals
 class Progress:
   """One line per cell: `[i/N] NAME: status (time, scores)`."""
 
-  def __init__(self, total: int, out=sys.stdout):
+  def __init__(self, total: int, out=None):
     self.total, self.done, self.out, self.lock = total, 0, out, threading.Lock()
 
   def line(self, name: str, text: str) -> None:
     with self.lock:
       self.done += 1
-      print(f"[{self.done}/{self.total}] {name}: {text}", file=self.out, flush=True)
+      print(f"[{self.done}/{self.total}] {name}: {text}", file=self.out or sys.stdout,
+            flush=True)
 
 
 def outcome(workdir: Path, rc: int, seconds: float) -> str:
