@@ -168,3 +168,13 @@ def test_inline_cell_that_raises_is_reported_and_logged(tmp_path, capsys):
   out = capsys.readouterr().out
   assert out.count("FAILED (exit 1)") == 2
   assert "RuntimeError: boom" in (tmp_path / "r" / "seed=0" / "sweep.log").read_text()
+
+
+def test_multitask_root_of_other_members_is_refused(tmp_path, capsys):
+  from prefix_jax.sweep.multitask import main as multitask_main, write_members
+  path = write_members(["configs/e2e.py:model=a", "configs/webnlg.py:model=a"], tmp_path)
+  members = json.loads(path.read_text())["members"]
+  assert [m["workdir"] for m in members] == [str(tmp_path / "0-e2e"), str(tmp_path / "1-webnlg")]
+  assert multitask_main(["--member", "configs/dart.py", "--root", str(tmp_path)]) == 2
+  assert "holds a multi-task run of other members" in capsys.readouterr().err
+  assert json.loads(path.read_text())["members"] == members

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from prefix_jax.evaluate import evaluate_workdir
 from prefix_jax.main import user_errors
-from prefix_jax.sweep.grid import PREFIX_SIDE, Cell, SweepError, cell_status, load_config
+from prefix_jax.sweep.grid import (PREFIX_SIDE, Cell, SweepError, cell_status, load_config,
+                                   split_config)
 from prefix_jax.sweep.record import outcome, record_wall
 from prefix_jax.train.loop import TrainingDiverged
 from prefix_jax.train.multi import MultiConfigError
@@ -40,10 +41,8 @@ def group_cells(cells) -> dict[str, list[Cell]]:
 def write_members(cells, group_dir: Path, root: Path) -> Path:
   group_dir.mkdir(parents=True, exist_ok=True)
   path = group_dir / "members.json"
-  path.write_text(json.dumps({
-      "config_file": cells[0].config_file, "base": cells[0].base,
-      "members": [{"values": list(map(list, c.values)), "workdir": str(c.workdir(root))}
-                  for c in cells]}, indent=1))
+  path.write_text(json.dumps({"members": [
+      {"config": c.config_spec, "workdir": str(c.workdir(root))} for c in cells]}, indent=1))
   return path
 
 
@@ -77,12 +76,12 @@ def run_groups(cells, root: Path, *, commit: str, parallel: int, progress) -> li
 
 
 def run_group_file(path) -> None:
-  """Trains the members of a members.json as one program, then scores each member."""
-  spec = json.loads(Path(path).read_text())
-  cells = [Cell(spec["config_file"], spec["base"], tuple(map(tuple, m["values"])))
-           for m in spec["members"]]
-  configs = [load_config(c.config_file, c.arg) for c in cells]
-  workdirs = [Path(m["workdir"]) for m in spec["members"]]
+  """Trains the members of a members.json (`{"members": [{"config": "FILE.py:ARGS",
+  "workdir": DIR}, ...]}`; members may be different tasks) as one program, then scores each
+  member in its workdir."""
+  members = json.loads(Path(path).read_text())["members"]
+  configs = [load_config(*split_config(m["config"])) for m in members]
+  workdirs = [Path(m["workdir"]) for m in members]
   if not all(cell_status(w) == "finished" for w in workdirs):
     train_members(configs, workdirs, Path(path).parent)
   for config, wd in zip(configs, workdirs):
