@@ -24,6 +24,7 @@ INSTALL_REQUIRES = [
     "matplotlib>=3.8",
     "fastapi>=0.110",  # prefix_jax.serve
     "uvicorn>=0.29",
+    "tabulate>=0.9",  # sweep and paper tables (Markdown, LaTeX)
 ]
 
 # torch is pinned exactly: the Makefile installs the CPU build from disk *before*
