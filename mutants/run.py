@@ -2,6 +2,7 @@
 copy of the repository, run the tests that guard its promise, and report whether they fail.
 
     python mutants/run.py [--only NAME ...] [--timeout SECONDS] [--no-write] [--keep]
+                          [--baseline]
 
 Results: KILLED (the guarding tests failed, as they must), SURVIVED (they passed: a promise
 without a guard), ANCHOR-NOT-FOUND / ANCHOR-AMBIGUOUS (the code the entry mutates has moved:
@@ -91,8 +92,10 @@ def _outcome(rc: int, out: str) -> str:
   return f"ERROR (pytest exit {rc})"
 
 
-def run_one(m: Mutant, timeout: int, keep: bool = False) -> tuple[str, float, str]:
-  """(result, seconds, pytest output tail) of one mutant in its own scratch copy."""
+def run_one(m: Mutant, timeout: int, keep: bool = False,
+            baseline: bool = False) -> tuple[str, float, str]:
+  """(result, seconds, pytest output tail) of one mutant in its own scratch copy
+  (`baseline`: the same selection on the unmutated copy, which must pass: SURVIVED)."""
   copy = Path(tempfile.mkdtemp(prefix=f"mutant-{m.name}-"))
   try:
     scratch_copy(copy)
@@ -100,7 +103,8 @@ def run_one(m: Mutant, timeout: int, keep: bool = False) -> tuple[str, float, st
     if n != 1:
       return ("ANCHOR-NOT-FOUND" if n == 0 else f"ANCHOR-AMBIGUOUS ({n}x)"), 0.0, ""
     target = copy / m.file
-    target.write_text(target.read_text().replace(m.find, m.replace))
+    if not baseline:
+      target.write_text(target.read_text().replace(m.find, m.replace))
     cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-rs",
            m.test, "-k", m.k]
     start = time.time()
@@ -151,6 +155,8 @@ def main(argv=None) -> int:
   ap.add_argument("--timeout", type=int, default=600, help="seconds per mutant")
   ap.add_argument("--no-write", action="store_true", help="do not update docs/mutants.md")
   ap.add_argument("--keep", action="store_true", help="keep the scratch copies")
+  ap.add_argument("--baseline", action="store_true",
+                  help="run each selection unmutated (each must pass: SURVIVED); no docs")
   args = ap.parse_args(argv)
   mutants = load()
   if args.only:
@@ -165,7 +171,7 @@ def main(argv=None) -> int:
           f"{LIST.relative_to(ROOT)}: {moved}", file=sys.stderr)
   rows, start = [], time.time()
   for i, m in enumerate(mutants, 1):
-    result, secs, tail = run_one(m, args.timeout, args.keep)
+    result, secs, tail = run_one(m, args.timeout, args.keep, args.baseline)
     print(f"[{i}/{len(mutants)}] {m.name}: {result} ({secs:.0f} s)", flush=True)
     failed = re.findall(r"^(?:FAILED|ERROR) .*$", tail, re.M)
     if result.startswith("KILLED") and failed:
@@ -177,6 +183,8 @@ def main(argv=None) -> int:
   print(table(rows))
   killed = sum(r.startswith("KILLED") for _, r, _ in rows)
   print(f"{killed} of {len(rows)} killed in {total / 60:.1f} minutes")
+  if args.baseline:
+    return 0 if all(r == "SURVIVED" for _, r, _ in rows) else 1
   if not args.no_write and not args.only:
     write_doc(rows, total)
   return 0 if killed == len(rows) else 1
