@@ -113,8 +113,9 @@ def run_one(m: Mutant, timeout: int, keep: bool = False,
                             timeout=timeout)
     except subprocess.TimeoutExpired:
       return "TIMEOUT", time.time() - start, ""
-    out = proc.stdout + proc.stderr
-    return _outcome(proc.returncode, proc.stdout), time.time() - start, out[-2000:]
+    # pytest's report (stdout) last: the failing tests' summary lines are at its end.
+    out = proc.stderr[-1000:] + proc.stdout[-3000:]
+    return _outcome(proc.returncode, proc.stdout), time.time() - start, out
   finally:
     if keep:
       print(f"  kept {copy}")
