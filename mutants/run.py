@@ -105,7 +105,7 @@ def run_one(m: Mutant, timeout: int, keep: bool = False,
     target = copy / m.file
     if not baseline:
       target.write_text(target.read_text().replace(m.find, m.replace))
-    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-rs",
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-rfEs",
            m.test, "-k", m.k]
     start = time.time()
     try:
