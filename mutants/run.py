@@ -95,7 +95,7 @@ def _outcome(rc: int, out: str) -> str:
 def run_one(m: Mutant, timeout: int, keep: bool = False,
             baseline: bool = False) -> tuple[str, float, str]:
   """(result, seconds, pytest output tail) of one mutant in its own scratch copy
-  (`baseline`: the same selection on the unmutated copy, which must pass: SURVIVED)."""
+  (`baseline`: the same selection on the unmutated copy, which must pass)."""
   copy = Path(tempfile.mkdtemp(prefix=f"mutant-{m.name}-"))
   try:
     scratch_copy(copy)
@@ -157,7 +157,7 @@ def main(argv=None) -> int:
   ap.add_argument("--no-write", action="store_true", help="do not update docs/mutants.md")
   ap.add_argument("--keep", action="store_true", help="keep the scratch copies")
   ap.add_argument("--baseline", action="store_true",
-                  help="run each selection unmutated (each must pass: SURVIVED); no docs")
+                  help="run each selection unmutated (each must pass: PASSES); no docs")
   args = ap.parse_args(argv)
   mutants = load()
   if args.only:
@@ -173,11 +173,13 @@ def main(argv=None) -> int:
   rows, start = [], time.time()
   for i, m in enumerate(mutants, 1):
     result, secs, tail = run_one(m, args.timeout, args.keep, args.baseline)
+    if args.baseline and result == "SURVIVED":
+      result = "PASSES"  # unmutated: the selection must pass
     print(f"[{i}/{len(mutants)}] {m.name}: {result} ({secs:.0f} s)", flush=True)
     failed = re.findall(r"^(?:FAILED|ERROR) .*$", tail, re.M)
     if result.startswith("KILLED") and failed:
       print(f"  {failed[0][:300]}", flush=True)  # what caught it
-    if not result.startswith("KILLED") and tail:
+    if not result.startswith(("KILLED", "PASSES")) and tail:
       print("  " + tail.strip().replace("\n", "\n  "), flush=True)
     rows.append((m, result, secs))
   total = time.time() - start
@@ -185,7 +187,7 @@ def main(argv=None) -> int:
   killed = sum(r.startswith("KILLED") for _, r, _ in rows)
   print(f"{killed} of {len(rows)} killed in {total / 60:.1f} minutes")
   if args.baseline:
-    return 0 if all(r == "SURVIVED" for _, r, _ in rows) else 1
+    return 0 if all(r == "PASSES" for _, r, _ in rows) else 1
   if not args.no_write and not args.only:
     write_doc(rows, total)
   return 0 if killed == len(rows) else 1

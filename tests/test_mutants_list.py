@@ -2,6 +2,7 @@
 every entry parses, names a test file that exists and test names that its `-k` can select,
 and its anchor occurs exactly once in the code (a moved anchor fails here, loudly, so the
 list is fixed when the code changes, not when someone runs the slow harness)."""
+import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -9,8 +10,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "mutants"))
-import run as harness  # noqa: E402  (mutants/run.py)
+_SPEC = importlib.util.spec_from_file_location("mutants_run", ROOT / "mutants" / "run.py")
+harness = sys.modules["mutants_run"] = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(harness)
 
 MUTANTS = harness.load()
 
