@@ -30,3 +30,9 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV)
+
+# Semantic mutations of the code, each alone in a scratch copy; every one must be killed by
+# its guarding tests (mutants/mutations.toml, docs/mutants.md). Not part of `make test`.
+.PHONY: mutants
+mutants: $(STAMP)
+	$(PY) mutants/run.py

@@ -51,9 +51,12 @@ def tiny_config(path, arg="", **overrides):
 
 if __name__ == "__main__":
   from prefix_jax.main import run
+  import probe
+  probe.install()
   cfg_path, workdir, *rest = sys.argv[1:]
   kv = dict(x.split("=", 1) for x in rest)
   overrides = {k: json.loads(v) for k, v in kv.items()}
   summary = run(tiny_config(cfg_path, **overrides), workdir, evaluate=False)
   import jax
   print(f"processes={jax.process_count()} devices={jax.device_count()}")
+  print(probe.report())

@@ -100,7 +100,9 @@ def test_zero_length_and_switched_off_parts_equal_no_prefix(tiny):
   # Zero-length parts are dropped (the plain backbone runs); switched-off slots are invisible.
   empty = Seq2SeqPrefix(encoder=Prefix(prompt=jnp.zeros((0, CFG.hidden_size))),
                         decoder=Prefix(hidden=jnp.zeros((2, 0, CFG.hidden_size))))
-  plain = run({"params": params}, src, tgt, prefix=empty)
+  plain = run({"params": params}, src, tgt, prefix=None)
+  np.testing.assert_allclose(run({"params": params}, src, tgt, prefix=empty), plain, atol=1e-5,
+                             rtol=0)
   off = Seq2SeqPrefix(**{p: _kv(p, 0, on=False) for p in LAYERS})
   np.testing.assert_allclose(run({"params": params}, src, tgt, prefix=off), plain, atol=1e-5,
                              rtol=0)

@@ -3,7 +3,9 @@
 Fixed output: the example of bckim92/language-evaluation's README (predictions "i am a boy",
 "she is a girl"; references "am i a boy ?", "is she a girl ?"), whose published MS-COCO caption
 evaluation results (the same PTB tokenizer + METEOR 1.5 + ROUGE-L + CIDEr that e2e-metrics runs)
-are METEOR 0.43354749322305886, ROUGE_L 0.75, CIDEr 3.333333333333333. BLEU and NIST are
+are METEOR 0.43354749322305886, ROUGE_L 0.75, CIDEr 3.333333333333333: README.md at commit
+695d03e35d348ba213ba2dea8a9e1718e8484843 of https://github.com/bckim92/language-evaluation
+(`CocoEvaluator` example; an earlier README, commit 352c6f5b, shows other values). BLEU and NIST are
 hand-computed with mteval-v13a's rules below.
 """
 import math

@@ -14,6 +14,7 @@ from prefix_jax.models.decoder import segment_starts
 from prefix_jax.prefixes import Prefix, PrefixShapeError, PrefixSpec, init_prefix
 from prefix_jax.train.loss import add_loss_positions, lm_loss
 from tiny import tiny_model
+from trees import assert_trees_close
 
 
 ARCHS = ["llama", "gpt2"]
@@ -109,8 +110,7 @@ def test_packed_loss_and_gradient_equal_padded_batch(arch):
   (l_pack, m_pack), g_pack = loss(pp, params, add_loss_positions(packed))
   assert float(m_pad["target_tokens"]) == float(m_pack["target_tokens"]) == sum(map(len, tgts))
   np.testing.assert_allclose(float(l_pack), float(l_pad), rtol=1e-5)
-  for a, b in zip(jax.tree_util.tree_leaves(g_pack), jax.tree_util.tree_leaves(g_pad)):
-    np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-4)
+  assert_trees_close(g_pack, g_pad, atol=1e-6, rtol=1e-4)
   assert max(float(jnp.abs(a).max()) for a in jax.tree_util.tree_leaves(g_pack)) > 0
 
 

@@ -11,6 +11,7 @@ from prefix_jax.prefixes import Prefix, PrefixSpec, init_prefix
 from prefix_jax.train.loss import add_loss_positions, lm_loss
 from test_train_invariants import memorization_batch
 from tiny import CONFIGS, tiny_model
+from trees import assert_trees_close
 
 
 def _loss_and_grads(model, spec, prefix, backbone, batch):
@@ -37,8 +38,7 @@ def test_every_policy_gives_the_same_loss_and_prefix_gradient(arch, method, poli
             == jax.tree_util.tree_structure(backbone))
     loss, grads = _loss_and_grads(other, spec, prefix, backbone, batch)
     np.testing.assert_allclose(loss, ref_loss, atol=1e-6, rtol=0)
-    for a, b in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(ref_grads)):
-      np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-5)
+    assert_trees_close(grads, ref_grads, atol=1e-6, rtol=1e-5)
 
 
 def test_dots_policy_shrinks_the_backward_buffers():
@@ -73,8 +73,7 @@ def _same_grads(loss_of, args, policies):
     assert "remat2" in str(jax.make_jaxpr(loss_of(remat))(*args))  # the layers are wrapped
     loss, grads = jax.jit(jax.value_and_grad(loss_of(remat)))(*args)
     np.testing.assert_allclose(loss, ref_loss, atol=1e-6, rtol=0)
-    for a, b in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(ref_grads)):
-      np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-5)
+    assert_trees_close(grads, ref_grads, atol=1e-6, rtol=1e-5)
     assert any(np.abs(np.asarray(g)).max() > 0 for g in jax.tree_util.tree_leaves(grads))
 
 

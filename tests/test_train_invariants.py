@@ -1,4 +1,6 @@
-"""Training touches the prefix only: the backbone stays bitwise frozen, the loss goes down."""
+"""Training touches the prefix only and the loss goes down. (The backbone is an immutable
+argument of the step, so comparing it before and after could not fail; what the trainer trains
+is checked on a real run's state in test_trainer::test_only_the_prefix_trains.)"""
 import functools
 
 import jax
@@ -12,6 +14,7 @@ from prefix_jax.train.loss import lm_loss
 from prefix_jax.train.optim import build_optimizer
 from prefix_jax.train.step import init_state, make_train_step
 from tiny import tiny_model
+from trees import assert_trees_close
 
 
 def memorization_batch(cfg, seed=0, b=2, t=10, src=4):
@@ -33,7 +36,6 @@ def test_only_prefix_changes_and_loss_goes_down(method, reparam, placement):
                     placement=placement, init_std=0.1)
   prefix = init_prefix(spec, cfg, jax.random.PRNGKey(1))
   batch = memorization_batch(cfg)
-  backbone_before = jax.tree_util.tree_map(np.array, backbone)
   prefix_before = jax.tree_util.tree_map(np.array, prefix)
 
   loss_fn = functools.partial(lm_loss, model=model, spec=spec)
@@ -51,10 +53,6 @@ def test_only_prefix_changes_and_loss_goes_down(method, reparam, placement):
     losses.append(float(metrics["loss"]))
   assert losses[-1] < losses[0] - 0.5, losses  # clearly learning: > 0.5 nats lower
 
-  for path, before in jax.tree_util.tree_flatten_with_path(backbone_before)[0]:
-    after = functools.reduce(lambda n, k: n[k.key], path, backbone)
-    np.testing.assert_array_equal(np.asarray(after), before,
-                                  err_msg=jax.tree_util.keystr(path))
   changed = jax.tree_util.tree_map(lambda a, b: bool(np.any(np.asarray(a) != b)),
                                    state.trainable["prefix"], prefix_before)
   assert all(jax.tree_util.tree_leaves(changed))
@@ -82,8 +80,7 @@ def test_gradient_accumulation_equals_full_batch():
     state, m = jax.jit(make_train_step(loss_fn, optimizer, accum))(state, backbone, batch, None)
     outs.append((state.trainable["prefix"], float(m["loss"])))
   assert abs(outs[0][1] - outs[1][1]) < 1e-6
-  for a, b in zip(jax.tree_util.tree_leaves(outs[0][0]), jax.tree_util.tree_leaves(outs[1][0])):
-    np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
+  assert_trees_close(outs[0][0], outs[1][0], atol=1e-6)
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
@@ -105,8 +102,7 @@ def test_logits_only_where_needed_give_the_same_loss_and_grads(arch):
   for other in (sparse, flat):
     (l2, _), g2 = grad_fn(prefix, backbone, other)
     np.testing.assert_allclose(l1, l2, atol=1e-6, rtol=0)
-    for a, b in zip(jax.tree_util.tree_leaves(g1), jax.tree_util.tree_leaves(g2)):
-      np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
+    assert_trees_close(g1, g2, atol=1e-6)
   with pytest.raises(ValueError, match="3 rows cannot be split into 2 loss-position groups"):
     add_loss_positions({k: np.asarray(v) for k, v in batch.items()}, groups=2)
 

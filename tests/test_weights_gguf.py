@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from prefix_jax.models import build_model
 from prefix_jax.weights import load_pretrained, shipped
 
 # Greedy float32 continuations, read once (fluent and correct), then pinned.
@@ -84,9 +85,8 @@ def greedy(next_logits, prompt, n, eos):
 def jax_greedy(smol):
   """greedy(prompt_ids, n) with our JAX model: a full forward per step over a right-padded
   buffer (causal, so padding after the last token changes nothing; one compile per length)."""
-  Llama = pytest.importorskip("prefix_jax.models.llama").Llama
   cfg, params, tok = smol
-  model = Llama(cfg)
+  model = build_model(cfg)
   fn = jax.jit(lambda p, t: model.apply({"params": p}, t))
 
   def run(prompt, n):
@@ -113,10 +113,9 @@ def test_config_from_metadata(smol):
 
 
 def test_numpy_reference_equals_our_model(smol):
-  Llama = pytest.importorskip("prefix_jax.models.llama").Llama
   cfg, params, tok = smol
   tokens = tok.encode("The quick brown fox jumps over the lazy dog. 42")
-  ours = np.asarray(Llama(cfg).apply({"params": params}, jnp.asarray([tokens])))[0]
+  ours = np.asarray(build_model(cfg).apply({"params": params}, jnp.asarray([tokens])))[0]
   ref = np_forward(cfg, params, tokens)
   # Logits reach ~30 after 30 layers; float32 itself is only this good here (this reference
   # in float32 vs float64 differs by ~1.2e-4). atol alone held only while both sides happened

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from prefix_jax.models import build_model
 from prefix_jax.weights import load_pretrained
 from prefix_jax.weights.spm import read_llama2c_tokenizer
 
@@ -131,9 +132,8 @@ def test_reference_reproduces_run_c(loaded, reference_tokens):
 
 
 def test_our_model_greedy_equals_reference(loaded, reference_tokens):
-  Llama = pytest.importorskip("prefix_jax.models.llama").Llama
   cfg, params, tok = loaded
-  model = Llama(cfg)
+  model = build_model(cfg)
   buf = STEPS + 1
   # Right padding never reaches earlier positions under a causal mask: one compiled shape.
   logits_fn = jax.jit(lambda p, t: model.apply({"params": p}, t))
@@ -149,11 +149,10 @@ def test_our_model_greedy_equals_reference(loaded, reference_tokens):
 
 
 def test_logits_match_reference(loaded, ckpt):
-  Llama = pytest.importorskip("prefix_jax.models.llama").Llama
   cfg, params, _ = loaded
   hp, raw = read_raw(ckpt)
   tokens = [1, 403, 407, 261, 378, 30, 300, 33]
-  ours = np.asarray(Llama(cfg).apply({"params": params}, jnp.asarray([tokens])))[0]
+  ours = np.asarray(build_model(cfg).apply({"params": params}, jnp.asarray([tokens])))[0]
   np.testing.assert_allclose(ours, run_c_logits(hp, raw, tokens), atol=1e-4, rtol=0)
 
 

@@ -26,8 +26,6 @@ def test_real_models_fetched_then_cached(monkeypatch):
 
 
 def test_minilm_loads():
-  pytest.importorskip("prefix_jax.weights.hf_bert",
-                      reason="hf.py has no BERT name map yet (prefix_jax/weights/hf_bert.py)")
   cfg, params, tok = load_pretrained("minilm-l6")
   assert (cfg.arch, cfg.num_layers, cfg.hidden_size) == ("bert", 6, 384)
   assert tok.encode("Hello world") == [101, 7592, 2088, 102]
