@@ -14,7 +14,7 @@ from ml_collections import config_flags
 from prefix_jax.decode import DecodeConfig, generate_dataset
 from prefix_jax.decode.dataset import newline_ids
 from prefix_jax.models import build_model
-from prefix_jax.prefixes import materialize
+from prefix_jax.methods import trained_weights
 
 
 def decode_config(config, tokenizer, vocab_size: int) -> DecodeConfig:
@@ -33,15 +33,10 @@ def evaluate_workdir(config, workdir, *, prefix_file=None, split: str | None = N
   from prefix_jax import metrics
   from prefix_jax.train import data as train_data
   from prefix_jax.train.backbone import load_backbone
-  from prefix_jax.train.export import load_prefix
   workdir = Path(workdir)
   cfg, backbone, tokenizer = backbone_bundle or load_backbone(config.model, seed=config.seed)
   model = build_model(cfg)
-  prefix = None
-  prefix_file = Path(prefix_file) if prefix_file else workdir / "prefix.safetensors"
-  if config.method != "finetune":
-    spec, params, _ = load_prefix(prefix_file, cfg)
-    prefix = materialize(spec, cfg, params)
+  backbone, prefix = trained_weights(config, cfg, backbone, workdir, prefix_file)
   split = split or config.data.test_split
   refs, extra, batches = train_data.generation_batches(config, tokenizer, cfg, split)
   if prefix is None or not prefix.batched:  # task ids matter only for a prefix bank

@@ -17,6 +17,7 @@ from ml_collections import config_flags
 def user_errors():
   from prefix_jax.data.batching import PackingError
   from prefix_jax.data.sources import DataUnavailableError
+  from prefix_jax.methods import MethodError
   from prefix_jax.prefixes import PrefixShapeError
   from prefix_jax.train.checkpoint import WorkdirError
   from prefix_jax.train.export import PrefixFileError
@@ -25,7 +26,8 @@ def user_errors():
   from prefix_jax.train.optim import OptimConfigError
   from prefix_jax.weights.errors import WeightsError
   return (ConfigError, WorkdirError, PrefixShapeError, MeshConfigError, OptimConfigError,
-          WeightsError, DataUnavailableError, PrefixFileError, PackingError, FileNotFoundError)
+          WeightsError, DataUnavailableError, PrefixFileError, PackingError, FileNotFoundError,
+          MethodError)
 
 
 def run(config, workdir, evaluate: bool = True) -> dict:
