@@ -110,17 +110,22 @@ def _probe_rng():
   return jax.random.PRNGKey(0)
 
 
+def check_name(name: str) -> str:
+  """The method name resolved (finetune_topK -> finetune_top); MethodError if unknown."""
+  if _TOP.match(name):
+    return "finetune_top"
+  if name not in ALL:
+    raise MethodError(f"method {name!r} unknown (choose from {', '.join(ALL)}, finetune_topK)")
+  return name
+
+
 def build_method(config, cfg, backbone: dict) -> Method:
   """The `Method` of `config.method` for this backbone; MethodError (one line) if it does not
   apply."""
-  name = config.method
-  top = _TOP.match(name)
+  name = check_name(config.method)
+  top = _TOP.match(config.method)
   if top:
     config = dict(config, finetune={"top_layers": int(top.group(1))})
-    name = "finetune_top"
-  if name not in ALL:
-    raise MethodError(f"method {config['method']!r} unknown (choose from {', '.join(ALL)}, "
-                      "finetune_topK)")
   if name in PREFIX_FAMILY:
     return Method(name, spec=PrefixSpec.from_config(config["prefix"]),
                   pattern=config["train"].get("trainable_pattern", ""))

@@ -41,6 +41,7 @@ class ConfigError(ValueError):
 
 
 def validate_config(config) -> None:
+  methods.check_name(config.method)
   t = config.train
   for key, value in (("train.batch_size", t.batch_size), ("train.accum_steps", t.accum_steps)):
     if not isinstance(value, int) or value <= 0:
