@@ -9,23 +9,20 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import os
 import re
 from pathlib import Path
 from typing import Callable
 
 import jax
-import numpy as np
 from flax import traverse_util
-from safetensors import safe_open
-from safetensors.numpy import load_file, save_file
 
 from prefix_jax.methods import deltas
 from prefix_jax.methods.errors import MethodError
 from prefix_jax.methods.registry import PREFIX_FAMILY, Method
 from prefix_jax.models.deltas import Delta
 from prefix_jax.prefixes import count_params, init_prefix, materialize
-from prefix_jax.train.export import backbone_signature, export_prefix, load_prefix
+from prefix_jax.train.export import (backbone_signature, export_prefix, load_prefix,
+                                     read_safetensors, write_safetensors)
 from prefix_jax.train.loss import lm_loss
 from prefix_jax.train.step import merge_backbone, split_backbone
 
@@ -91,24 +88,14 @@ def export_trained(workdir, method: Method, cfg, trainable: dict) -> dict:
   if arrays:
     meta = {"method": json.dumps(method.signature), "lora_scale": repr(method.lora_scale),
             "backbone": json.dumps(backbone_signature(cfg))}
-    path = workdir / METHOD_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: np.ascontiguousarray(np.asarray(v)) for k, v in arrays.items()}, str(tmp),
-              metadata=meta)
-    os.replace(tmp, path)
+    path = write_safetensors(workdir / METHOD_FILE, arrays, meta)
     out.update(method_file=str(path), method_bytes=path.stat().st_size)
   return out
 
 
 def load_trained(path, cfg) -> tuple[dict, dict, dict, float]:
   """(method signature, trained backbone leaves {'a/b/kernel': x}, delta tree, lora scale)."""
-  path = Path(path)
-  try:
-    with safe_open(str(path), "np") as f:
-      meta = f.metadata() or {}
-    arrays = load_file(str(path))
-  except Exception as e:
-    raise MethodError(f"{path}: not a readable method file ({e})") from None
+  arrays, meta = read_safetensors(path, MethodError, "method")
   if "method" not in meta or json.loads(meta.get("backbone", "{}")) != backbone_signature(cfg):
     raise MethodError(f"{path}: not a method file of this backbone ({meta.get('backbone')})")
   leaves = {k[len("backbone/"):]: v for k, v in arrays.items() if k.startswith("backbone/")}

@@ -122,6 +122,19 @@ def key_layout(q_pos: Array, q_valid: Array, extra_pos: Array | None,
   return key_pos, key_valid, index, n_written
 
 
+def _layer_kv(block, l: int, prefix: Prefix | None, form, shared: bool, prefix_pos, b: int):
+  """The prefix keys/values of layer l: a kv prefix's own, a hidden prefix's through the
+  block's norm and W_k/W_v (once for all examples when `shared`); None otherwise."""
+  if form == "kv":
+    return prefix.layer(l)
+  if form != "hidden":
+    return None
+  hidden = prefix.layer(l)
+  if shared:
+    return tuple(a[0] for a in block.prefix_kv(hidden[None], prefix_pos[:1]))
+  return block.prefix_kv(attention.broadcast_batch(hidden, b, 2), prefix_pos)
+
+
 class DecoderLM(nn.Module):
   """Base of decoder-only LMs: `apply(params, tokens, prefix=...) -> logits [B, T, V]`."""
   cfg: ModelConfig
@@ -146,31 +159,9 @@ class DecoderLM(nn.Module):
     raise NotImplementedError
 
   # -------------------------------------------------------------------------------------------
-  def __call__(self, tokens: Array, *, prefix: Prefix | None = None, mask: Array | None = None,
-               prefix_at: Array | None = None, cache: KVCache | None = None,
-               segments: Array | None = None, return_hidden: bool = False,
-               out_pos: Array | None = None, delta: Delta | None = None):
-    """Runs the backbone.
-
-    Args:
-      tokens: [B, T] int token ids.
-      prefix: a `Prefix` (hidden / kv / prompt form, shared or per-example) or None.
-      mask: [B, T] bool, False on padding (left or right). Default: all True.
-      prefix_at: [B] int, token index before which the prefix sits (infix); default 0.
-      cache: a `KVCache` to write into and attend over (decoding); returned updated.
-      segments: [B, T] int segment ids of packed rows (several examples per row, each seeing
-        only itself and the shared prefix); None: one example per row.
-      return_hidden: return the final-norm hidden states [B, T, H] instead of logits.
-      out_pos: [G, K] int positions into G groups of B/G rows flattened (`gather_positions`):
-        the output is needed only there (the loss positions). The last layer then runs its
-        attention output projection and MLP, and the final norm, on G x K positions only: no
-        later layer reads the other positions. Not with a cache.
-      delta: a method's trainable tree (`models.deltas.Delta`: LoRA, adapters, LLaMA-Adapter)
-        acting at the named points of every block; None: the plain backbone.
-    Returns:
-      logits [B, T, V] (or hidden [B, T, H]; with `out_pos` [G, K, V] or [G, K, H]); with a
-      cache, `(out, new_cache)`.
-    """
+  def _check_call(self, tokens, mask, prefix, prefix_at, cache, segments, out_pos):
+    """(mask [B, T] bool, prefix or None, Lp, its form, its valid slots [B, Lp]); one-line
+    errors for inputs that do not fit or cannot go together (before anything is traced)."""
     cfg = self.cfg
     b, t = tokens.shape
     mask = jnp.ones((b, t), bool) if mask is None else mask.astype(bool)
@@ -197,6 +188,34 @@ class DecoderLM(nn.Module):
       raise PrefixShapeError("out_pos (outputs at some positions only) takes no cache")
     if segments is not None and segments.shape != (b, t):
       raise PrefixShapeError(f"segments shape {segments.shape} != tokens shape {(b, t)}")
+    return mask, prefix, lp, form, pvalid
+
+  def __call__(self, tokens: Array, *, prefix: Prefix | None = None, mask: Array | None = None,
+               prefix_at: Array | None = None, cache: KVCache | None = None,
+               segments: Array | None = None, return_hidden: bool = False,
+               out_pos: Array | None = None, delta: Delta | None = None):
+    """Runs the backbone. Args:
+      tokens: [B, T] int token ids.
+      prefix: a `Prefix` (hidden / kv / prompt form, shared or per-example) or None.
+      mask: [B, T] bool, False on padding (left or right). Default: all True.
+      prefix_at: [B] int, token index before which the prefix sits (infix); default 0.
+      cache: a `KVCache` to write into and attend over (decoding); returned updated.
+      segments: [B, T] int segment ids of packed rows (several examples per row, each seeing
+        only itself and the shared prefix); None: one example per row.
+      return_hidden: return the final-norm hidden states [B, T, H] instead of logits.
+      out_pos: [G, K] int positions into G groups of B/G rows flattened (`gather_positions`):
+        the output is needed only there (the loss positions). The last layer then runs its
+        attention output projection and MLP, and the final norm, on G x K positions only: no
+        later layer reads the other positions. Not with a cache.
+      delta: a method's trainable tree (`models.deltas.Delta`: LoRA, adapters, LLaMA-Adapter)
+        acting at the named points of every block; None: the plain backbone.
+    Returns:
+      logits [B, T, V] (or hidden [B, T, H]; with `out_pos` [G, K, V] or [G, K, H]); with a
+      cache, `(out, new_cache)`.
+    """
+    b, t = tokens.shape
+    mask, prefix, lp, form, pvalid = self._check_call(tokens, mask, prefix, prefix_at, cache,
+                                                      segments, out_pos)
 
     start = cache.next_position() if cache is not None else None
     token_pos, prefix_pos = token_layout(mask, pvalid, prefix_at, start, segments)
@@ -232,16 +251,7 @@ class DecoderLM(nn.Module):
         last_pos = out_pos + (rows + 1) * lp
     new_keys, new_values = [], []
     for l, block in enumerate(self.blocks):
-      extra_kv = None
-      if form == "kv":
-        extra_kv = prefix.layer(l)
-      elif form == "hidden":
-        hidden = prefix.layer(l)
-        if shared_hidden:
-          extra_kv = block.prefix_kv(hidden[None], prefix_pos[:1])
-          extra_kv = tuple(a[0] for a in extra_kv)
-        else:
-          extra_kv = block.prefix_kv(attention.broadcast_batch(hidden, b, 2), prefix_pos)
+      extra_kv = _layer_kv(block, l, prefix, form, shared_hidden, prefix_pos, b)
       self.sow("intermediates", "layer_inputs", x)
       layer_cache = None if cache is None else (cache.keys[l], cache.values[l])
       select = last_pos if l == len(self.blocks) - 1 else None
