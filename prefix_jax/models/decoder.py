@@ -18,7 +18,7 @@ from flax import struct
 from prefix_jax.models import attention
 from prefix_jax.models.config import ModelConfig
 from prefix_jax.models.deltas import Delta, sub
-from prefix_jax.models.layers import gather_positions, prefix_to_kv
+from prefix_jax.models.layers import gather_positions, prefix_to_kv  # noqa: F401 (re-export)
 from prefix_jax.models.prefix_types import Prefix, PrefixShapeError
 from prefix_jax.models.remat import remat_block
 

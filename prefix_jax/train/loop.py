@@ -21,7 +21,6 @@ import numpy as np
 from prefix_jax import methods
 from prefix_jax.models import build_model
 from prefix_jax.models.remat import check_remat
-from prefix_jax.prefixes import PrefixSpec
 from prefix_jax.train import data as train_data
 from prefix_jax.train import mesh as mesh_lib
 from prefix_jax.train.backbone import load_backbone
@@ -75,13 +74,6 @@ def validate_config(config) -> None:
     check_remat(t.remat)
   except ValueError as e:
     raise ConfigError(f"train.{e}") from None
-
-
-def prefix_spec(config) -> PrefixSpec | None:
-  """None for methods that train no prefix (full fine-tuning)."""
-  if config.method == "finetune":
-    return None
-  return PrefixSpec.from_config(config.prefix)
 
 
 def run_signature(config, cfg, spec) -> dict:
