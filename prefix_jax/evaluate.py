@@ -17,7 +17,7 @@ import numpy as np
 from prefix_jax.decode import DecodeConfig, generate_dataset
 from prefix_jax.decode.dataset import newline_ids, write_lines_atomic
 from prefix_jax.models import build_model
-from prefix_jax.prefixes.seq2seq_params import materialize_for
+from prefix_jax.methods import trained_weights
 
 
 def decode_config(config, tokenizer, vocab_size: int) -> DecodeConfig:
@@ -72,7 +72,6 @@ def evaluate_workdir(config, workdir, *, prefix_file=None, split: str | None = N
   from prefix_jax import metrics
   from prefix_jax.train import data as train_data
   from prefix_jax.train.backbone import load_backbone
-  from prefix_jax.train.export import load_prefix
   from prefix_jax.train.heads import task_backbone
   from prefix_jax.train.loss import model_kind
   workdir = Path(workdir)
@@ -80,11 +79,8 @@ def evaluate_workdir(config, workdir, *, prefix_file=None, split: str | None = N
   cfg, backbone = task_backbone(config, cfg, backbone)
   train_data.check_budget(config, cfg)
   model = build_model(cfg)
-  prefix = spec = None
-  prefix_file = Path(prefix_file) if prefix_file else workdir / "prefix.safetensors"
-  if config.method != "finetune":
-    spec, params, _ = load_prefix(prefix_file, cfg)
-    prefix = materialize_for(spec, cfg, params)
+  from prefix_jax.train.heads import task_backbone
+  from prefix_jax.train.loss import model_kind
   split = split or config.data.test_split
   out_path = workdir / out_name
   if model_kind(cfg) == "encoder":

@@ -18,6 +18,7 @@ def user_errors():
   from prefix_jax.data.batching import PackingError
   from prefix_jax.data.sources import DataUnavailableError
   from prefix_jax.data.tasks import SplitSchemeError
+  from prefix_jax.methods import MethodError
   from prefix_jax.prefixes import PrefixShapeError
   from prefix_jax.train.checkpoint import WorkdirError
   from prefix_jax.train.export import PrefixFileError
@@ -29,7 +30,7 @@ def user_errors():
   from prefix_jax.weights.errors import WeightsError
   return (ConfigError, WorkdirError, PrefixShapeError, MeshConfigError, OptimConfigError,
           WeightsError, DataUnavailableError, PrefixFileError, PackingError, FileNotFoundError,
-          BudgetError, HeadFileError, SplitSchemeError)
+          BudgetError, HeadFileError, SplitSchemeError, MethodError)
 
 
 def run(config, workdir, evaluate: bool = True) -> dict:

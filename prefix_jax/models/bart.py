@@ -18,15 +18,18 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+import dataclasses
+
 from prefix_jax.models import attention
-from prefix_jax.models.bert import (MLP, Attention, PostLNLayer, check_length, layer_kv,
-                                    layer_norm, run_encoder)
+from prefix_jax.models.bert import (POST_LN, PostLNLayer, check_length, layer_kv, layer_norm,
+                                    run_encoder)
 from prefix_jax.models.config import ModelConfig
-from prefix_jax.models.decoder import KVCache, token_layout
-from prefix_jax.models.layers import dense
+from prefix_jax.models.decoder import KVCache, key_layout, token_layout
+from prefix_jax.models.deltas import Delta, sub
+from prefix_jax.models.layers import Block, Layout, dense, prefix_to_kv
+from prefix_jax.models.prefix_types import Prefix, PrefixShapeError
 from prefix_jax.models.remat import remat_block
-from prefix_jax.prefixes.seq2seq import Seq2SeqPrefix
-from prefix_jax.prefixes.types import Prefix, PrefixShapeError
+from prefix_jax.models.seq2seq_prefix import Seq2SeqPrefix
 
 Array = jax.Array
 
@@ -82,43 +85,18 @@ class BartEncoder(_StackEmbedding, nn.Module):
     layer = remat_block(PostLNLayer, self.remat)
     self.layers = [layer(c, self.dtype, name=f"layers_{i}") for i in range(c.num_layers)]
 
-  def __call__(self, x, pos, valid, prefix: Prefix | None, prefix_valid):
+  def __call__(self, x, pos, valid, prefix: Prefix | None, prefix_valid, delta=None):
     """Word (or prompt) embeddings x [B, S, H] at positions [B, S] -> [B, S, H]."""
-    return run_encoder(self.layers, self.embed(x, pos), valid, prefix, prefix_valid)
+    return run_encoder(self.layers, self.embed(x, pos), valid, prefix, prefix_valid,
+                       delta=delta)
 
 
-class BartDecoderLayer(nn.Module):
+class BartDecoderLayer(Block):
   """x = LN(x + SelfAttn(x)); x = LN(x + CrossAttn(x, memory)); x = LN(x + MLP(x)).
 
   Params: attn, attn_norm, cross_attn, cross_norm, mlp/{fc1,fc2}, mlp_norm.
   """
-  cfg: ModelConfig
-  dtype: jnp.dtype = jnp.float32
-
-  def setup(self):
-    self.attn = Attention(self.cfg, self.dtype)
-    self.attn_norm = layer_norm(self.cfg, self.dtype)
-    self.cross_attn = Attention(self.cfg, self.dtype)
-    self.cross_norm = layer_norm(self.cfg, self.dtype)
-    self.mlp = MLP(self.cfg, self.dtype)
-    self.mlp_norm = layer_norm(self.cfg, self.dtype)
-
-  def prefix_kv(self, hidden):
-    """Decoder self-attention prefix [..., Lp, H] -> keys/values [..., Lp, Hkv, D]."""
-    return self.attn.project_kv(hidden)
-
-  def cross_prefix_kv(self, hidden):
-    """Cross-attention prefix [..., Lp, H] -> keys/values through the cross W_k/W_v."""
-    return self.cross_attn.project_kv(hidden)
-
-  def __call__(self, x, self_mask, memory, cross_mask, self_kv=None, cross_kv=None,
-               layer_cache=None, cache_index=None):
-    h, layer_cache = self.attn(x, self_mask, self_kv, layer_cache=layer_cache,
-                               cache_index=cache_index)
-    x = self.attn_norm(x + h)
-    h, _ = self.cross_attn(x, cross_mask, cross_kv, memory=memory)
-    x = self.cross_norm(x + h)
-    return self.mlp_norm(x + self.mlp(x)), layer_cache
+  layout: Layout = dataclasses.replace(POST_LN, cross=True)
 
 
 class BartDecoder(_StackEmbedding, nn.Module):
@@ -136,7 +114,7 @@ class BartDecoder(_StackEmbedding, nn.Module):
                    for i in range(_num_decoder_layers(c))]
 
   def __call__(self, x, pos, self_mask, memory, cross_mask, prefix: Prefix | None,
-               cross: Prefix | None, cache: KVCache | None, cache_index):
+               cross: Prefix | None, cache: KVCache | None, cache_index, delta=None):
     """Target embeddings x [B, T, H] at positions [B, T] -> ([B, T, H], keys, values)."""
     x = self.embed(x, pos)
     keys, values = [], []
@@ -144,8 +122,8 @@ class BartDecoder(_StackEmbedding, nn.Module):
       self_kv = None if prefix is None else layer_kv(layer, prefix, l)
       cross_kv = None if cross is None else layer_kv(layer, cross, l, layer.cross_prefix_kv)
       layer_cache = None if cache is None else (cache.keys[l], cache.values[l])
-      x, layer_cache = layer(x, self_mask, memory, cross_mask, self_kv, cross_kv, layer_cache,
-                             cache_index)
+      x, layer_cache = layer(x, None, self_mask, self_kv, layer_cache, cache_index, None,
+                             memory, cross_mask, cross_kv, sub(delta, layer.name))
       if layer_cache is not None:
         keys.append(layer_cache[0])
         values.append(layer_cache[1])
@@ -201,8 +179,9 @@ class Bart(nn.Module):
     return Seq2SeqPrefix(**prefix.parts())
 
   def encode(self, src: Array, *, prefix: Seq2SeqPrefix | None = None,
-             src_mask: Array | None = None) -> Memory:
-    """Encodes src [B, S] (src_mask [B, S] bool) with `prefix.encoder` -> Memory."""
+             src_mask: Array | None = None, delta: Delta | None = None) -> Memory:
+    """Encodes src [B, S] (src_mask [B, S] bool) with `prefix.encoder` -> Memory; `delta`: a
+    method's tree (`models.deltas`), its `encoder` part acts here."""
     b, s = src.shape
     src_mask = jnp.ones((b, s), bool) if src_mask is None else src_mask.astype(bool)
     if src_mask.shape != (b, s):
@@ -216,13 +195,15 @@ class Bart(nn.Module):
       prompt = attention.broadcast_batch(enc.prompt, b, 2).astype(x.dtype)
       valid = jnp.concatenate([pvalid, src_mask], axis=1)
       hidden = self.encoder(jnp.concatenate([prompt, x], axis=1),
-                            jnp.concatenate([prefix_pos, token_pos], axis=1), valid, None, None)
+                            jnp.concatenate([prefix_pos, token_pos], axis=1), valid, None, None,
+                            sub(delta, "encoder"))
       return Memory(hidden=hidden, mask=valid)
-    return Memory(hidden=self.encoder(x, token_pos, src_mask, enc, pvalid), mask=src_mask)
+    return Memory(hidden=self.encoder(x, token_pos, src_mask, enc, pvalid, sub(delta, "encoder")),
+                  mask=src_mask)
 
   def decode(self, tgt: Array, memory: Memory, *, prefix: Seq2SeqPrefix | None = None,
              tgt_mask: Array | None = None, cache: KVCache | None = None,
-             return_hidden: bool = False):
+             return_hidden: bool = False, delta: Delta | None = None):
     """Decodes tgt [B, T] against `memory` with `prefix.decoder` and `prefix.cross`.
 
     With a cache (`init_cache`), the tokens' (and a decoder prefix's) keys/values are written
@@ -247,15 +228,8 @@ class Bart(nn.Module):
 
     start = None if cache is None else cache.next_position()
     token_pos, prefix_pos = token_layout(tgt_mask, pvalid, None, start)
-    key_pos, key_valid = token_pos, tgt_mask
-    if dec is not None:
-      key_pos = jnp.concatenate([prefix_pos, token_pos], axis=1)
-      key_valid = jnp.concatenate([pvalid, tgt_mask], axis=1)
-    n_written, index = key_pos.shape[1], None
-    if cache is not None:
-      index = cache.index
-      key_pos = jax.lax.dynamic_update_slice(cache.pos, key_pos.astype(jnp.int32), (0, index))
-      key_valid = jax.lax.dynamic_update_slice(cache.valid, key_valid, (0, index))
+    key_pos, key_valid, index, n_written = key_layout(
+        token_pos, tgt_mask, None if dec is None else prefix_pos, pvalid, cache)
     self_mask = attention.causal_mask(token_pos, key_pos, key_valid)
     cross_valid = memory.mask if cross is None else jnp.concatenate(
         [cross.valid(b), memory.mask], axis=1)
@@ -263,24 +237,25 @@ class Bart(nn.Module):
 
     x = self._embed_tokens(tgt, self.decoder)
     hidden, keys, values = self.decoder(x, token_pos, self_mask, memory.hidden, cross_mask, dec,
-                                        cross, cache, index)
+                                        cross, cache, index, sub(delta, "decoder"))
     out = hidden if return_hidden else self.unembed(hidden)
     if cache is None:
       return out
-    return out, KVCache(keys=tuple(keys), values=tuple(values), pos=key_pos, valid=key_valid,
-                        index=cache.index + n_written)
+    return out, cache.advance(keys, values, key_pos, key_valid, n_written)
 
   def __call__(self, src: Array, tgt: Array | None = None, *,
                prefix: Seq2SeqPrefix | None = None, src_mask: Array | None = None,
-               tgt_mask: Array | None = None, return_hidden: bool = False) -> Array:
+               tgt_mask: Array | None = None, return_hidden: bool = False,
+               delta: Delta | None = None) -> Array:
     """logits [B, T, V] of tgt [B, T] given src [B, S]. tgt=None: src shifted right behind
     decoder_start_token_id (HF's default)."""
     if tgt is None:
       c = self.cfg
       start = next((i for i in (c.decoder_start_token_id, c.eos_token_id) if i is not None), 0)
       tgt = shift_tokens_right(src, start)
-    memory = self.encode(src, prefix=prefix, src_mask=src_mask)
-    return self.decode(tgt, memory, prefix=prefix, tgt_mask=tgt_mask, return_hidden=return_hidden)
+    memory = self.encode(src, prefix=prefix, src_mask=src_mask, delta=delta)
+    return self.decode(tgt, memory, prefix=prefix, tgt_mask=tgt_mask, return_hidden=return_hidden,
+                       delta=delta)
 
   def prefix_to_kv(self, prefix: Seq2SeqPrefix) -> Seq2SeqPrefix:
     """Hidden parts -> per-layer keys/values (through the frozen W_k/W_v they feed); kv parts
@@ -293,10 +268,7 @@ class Bart(nn.Module):
     def convert(p, layers, project):
       if p is None or p.form != "hidden":
         return p
-      kvs = [project(layer)(p.layer(l)) for l, layer in enumerate(layers)]
-      axis = 1 if p.batched else 0
-      return Prefix(keys=jnp.stack([k for k, _ in kvs], axis),
-                    values=jnp.stack([v for _, v in kvs], axis), mask=p.mask)
+      return prefix_to_kv(p, [project(layer) for layer in layers])
 
     return Seq2SeqPrefix(
         encoder=convert(pre.encoder, self.encoder.layers, lambda m: m.prefix_kv),

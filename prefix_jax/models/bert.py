@@ -23,9 +23,10 @@ from flax import struct
 from prefix_jax.models import attention
 from prefix_jax.models.config import ModelConfig
 from prefix_jax.models.decoder import token_layout
-from prefix_jax.models.layers import ACTIVATIONS, dense
+from prefix_jax.models.deltas import Delta, sub
+from prefix_jax.models.layers import Block, Layout, dense, make_norm, prefix_to_kv
+from prefix_jax.models.prefix_types import Prefix, PrefixShapeError
 from prefix_jax.models.remat import remat_block
-from prefix_jax.prefixes.types import Prefix, PrefixShapeError
 
 Array = jax.Array
 
@@ -35,8 +36,7 @@ HEAD_PARAMS = ("classifier",)
 
 
 def layer_norm(cfg, dtype, name=None):
-  # Exact two-pass variance: post-LN residual streams can be large, and parity is to 1e-4.
-  return nn.LayerNorm(epsilon=cfg.norm_eps, dtype=dtype, use_fast_variance=False, name=name)
+  return make_norm(cfg, dtype, POST_LN.norm, name)
 
 
 def check_length(lp: int, t: int, max_positions: int, what: str = "sequence") -> None:
@@ -50,80 +50,17 @@ def nonempty(prefix: Prefix | None) -> Prefix | None:
   return None if prefix is None or prefix.length == 0 else prefix
 
 
-class Attention(nn.Module):
-  """Multi-head attention with biased projections. Params: q_proj, k_proj, v_proj, o_proj."""
-  cfg: ModelConfig
-  dtype: jnp.dtype = jnp.float32
-
-  def setup(self):
-    c = self.cfg
-    self.q_proj = dense(c.num_heads * c.head_dim, "q_proj", self.dtype, use_bias=True)
-    self.k_proj = dense(c.kv_dim, "k_proj", self.dtype, use_bias=True)
-    self.v_proj = dense(c.kv_dim, "v_proj", self.dtype, use_bias=True)
-    self.o_proj = dense(c.hidden_size, "o_proj", self.dtype, use_bias=True)
-
-  def project_kv(self, x: Array) -> tuple[Array, Array]:
-    """x [..., S, H] -> keys, values [..., S, Hkv, D]."""
-    c = self.cfg
-    shape = (*x.shape[:-1], c.num_kv_heads, c.head_dim)
-    return self.k_proj(x).reshape(shape), self.v_proj(x).reshape(shape)
-
-  def __call__(self, x, mask, extra_kv=None, memory=None, layer_cache=None, cache_index=None):
-    """Queries from x [B, T, H]; keys/values from `memory` [B, S, H] (cross-attention) or x.
-
-    extra_kv: prefix (keys, values) [B?, Lp, Hkv, D] placed in front of the keys.
-    mask: [B, T, Lp + S] (or [B, T, cache size] with a cache). Returns ([B, T, H], cache).
-    """
-    c = self.cfg
-    q = self.q_proj(x).reshape(*x.shape[:-1], c.num_heads, c.head_dim)
-    k, v = self.project_kv(x if memory is None else memory)
-    self.sow("intermediates", "kv", (k, v))
-    ek, ev = extra_kv if extra_kv is not None else (None, None)
-    if layer_cache is not None and ek is not None:
-      # gather_keys drops extra keys when given a cache: write [prefix ; tokens] into it.
-      k, v, _ = attention.gather_keys(k, v, extra_k=ek, extra_v=ev, layer_cache=None,
-                                      cache_index=None)
-      ek = ev = None
-    k, v, layer_cache = attention.gather_keys(k, v, extra_k=ek, extra_v=ev,
-                                              layer_cache=layer_cache, cache_index=cache_index)
-    out = attention.attend(q, k, v, mask)
-    return self.o_proj(out.reshape(*x.shape[:-1], -1)), layer_cache
+# BERT layers and BART encoder layers: post-LN, biased split projections, fc1/fc2 MLP.
+POST_LN = Layout(post_norm=True, norm="layer_exact", norm_names=("attn_norm", "mlp_norm"),
+                 bias=True, mlp_names=("fc1", "fc2"))
 
 
-class MLP(nn.Module):
-  """fc2(act(fc1(x)))."""
-  cfg: ModelConfig
-  dtype: jnp.dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    c = self.cfg
-    h = dense(c.intermediate_size, "fc1", self.dtype, use_bias=True)(x)
-    return dense(c.hidden_size, "fc2", self.dtype, use_bias=True)(ACTIVATIONS[c.activation](h))
-
-
-class PostLNLayer(nn.Module):
+class PostLNLayer(Block):
   """x = LN(x + Attn(x)); x = LN(x + MLP(x)) (BERT layer, BART encoder layer).
 
   Params: attn/{q_proj,k_proj,v_proj,o_proj}, attn_norm, mlp/{fc1,fc2}, mlp_norm.
   """
-  cfg: ModelConfig
-  dtype: jnp.dtype = jnp.float32
-
-  def setup(self):
-    self.attn = Attention(self.cfg, self.dtype)
-    self.attn_norm = layer_norm(self.cfg, self.dtype)
-    self.mlp = MLP(self.cfg, self.dtype)
-    self.mlp_norm = layer_norm(self.cfg, self.dtype)
-
-  def prefix_kv(self, hidden: Array) -> tuple[Array, Array]:
-    """Hidden prefix [..., Lp, H] -> keys/values [..., Lp, Hkv, D] (no norm: post-LN)."""
-    return self.attn.project_kv(hidden)
-
-  def __call__(self, x, mask, extra_kv=None):
-    h, _ = self.attn(x, mask, extra_kv)
-    x = self.attn_norm(x + h)
-    return self.mlp_norm(x + self.mlp(x))
+  layout: Layout = POST_LN
 
 
 def layer_kv(layer, prefix: Prefix, l: int, project=None):
@@ -136,11 +73,13 @@ def layer_kv(layer, prefix: Prefix, l: int, project=None):
 
 
 def run_encoder(layers, x: Array, valid: Array, prefix: Prefix | None,
-                prefix_valid: Array | None, on_layer_input=None) -> Array:
+                prefix_valid: Array | None, on_layer_input=None,
+                delta: Delta | None = None) -> Array:
   """Bidirectional post-LN `layers` over x [B, T, H] (a prompt is already part of x).
 
   valid: [B, T] bool, False on padding. `prefix` (kv or hidden form, or None) adds keys in every
-  layer; prefix_valid [B, Lp] marks its real slots. `on_layer_input(x)` sees each layer's input.
+  layer; prefix_valid [B, Lp] marks its real slots. `on_layer_input(x)` sees each layer's input;
+  `delta` (a method's tree, keyed by layer name) acts in the layers.
   Returns [B, T, H].
   """
   key_valid = valid
@@ -151,7 +90,8 @@ def run_encoder(layers, x: Array, valid: Array, prefix: Prefix | None,
     extra_kv = None if prefix is None else layer_kv(layer, prefix, l)
     if on_layer_input is not None:
       on_layer_input(x)
-    x = layer(x, mask, extra_kv)
+    x, _ = layer(x, None, mask, extra_kv, None, None, None, None, None, None,
+                 sub(delta, layer.name))
   return x
 
 
@@ -225,8 +165,9 @@ class Bert(nn.Module):
     return self.word_embeddings(tokens)
 
   def __call__(self, tokens: Array, *, prefix: Prefix | None = None, mask: Array | None = None,
-               token_types: Array | None = None) -> EncoderOutput:
-    """Encodes tokens [B, T] (mask [B, T] bool, False on padding; token_types [B, T] int)."""
+               token_types: Array | None = None, delta: Delta | None = None) -> EncoderOutput:
+    """Encodes tokens [B, T] (mask [B, T] bool, False on padding; token_types [B, T] int;
+    delta: a method's tree, see `models.deltas`)."""
     c = self.cfg
     b, t = tokens.shape
     mask = jnp.ones((b, t), bool) if mask is None else mask.astype(bool)
@@ -252,9 +193,9 @@ class Bert(nn.Module):
       prompt = attention.broadcast_batch(prefix.prompt, b, 2)
       x = jnp.concatenate([self.embed_vectors(prompt, prefix_pos).astype(x.dtype), x], axis=1)
       valid = jnp.concatenate([pvalid, mask], axis=1)
-      x = run_encoder(self.layers, x, valid, None, None, sow)[:, lp:]
+      x = run_encoder(self.layers, x, valid, None, None, sow, delta)[:, lp:]
     else:
-      x = run_encoder(self.layers, x, mask, prefix, pvalid, sow)
+      x = run_encoder(self.layers, x, mask, prefix, pvalid, sow, delta)
 
     if not has_pooler(c):
       return EncoderOutput(hidden=x)
@@ -279,14 +220,7 @@ class Bert(nn.Module):
 
   def prefix_to_kv(self, prefix: Prefix) -> Prefix:
     """Per-layer keys/values of a kv or hidden prefix (hidden: through each layer's W_k/W_v)."""
-    if prefix.form == "kv":
-      return prefix
-    if prefix.form != "hidden":
-      raise PrefixShapeError(f"a {prefix.form} prefix has no key/value form")
-    kvs = [layer.prefix_kv(prefix.layer(l)) for l, layer in enumerate(self.layers)]
-    axis = 1 if prefix.batched else 0
-    return Prefix(keys=jnp.stack([k for k, _ in kvs], axis),
-                  values=jnp.stack([v for _, v in kvs], axis), mask=prefix.mask)
+    return prefix_to_kv(prefix, [layer.prefix_kv for layer in self.layers])
 
 
 def init_head(cfg: ModelConfig, key: Array) -> dict:

@@ -17,8 +17,10 @@ from flax import struct
 
 from prefix_jax.models import attention
 from prefix_jax.models.config import ModelConfig
+from prefix_jax.models.deltas import Delta, sub
+from prefix_jax.models.layers import gather_positions, prefix_to_kv  # noqa: F401 (re-export)
+from prefix_jax.models.prefix_types import Prefix, PrefixShapeError
 from prefix_jax.models.remat import remat_block
-from prefix_jax.prefixes.types import Prefix, PrefixShapeError
 
 Array = jax.Array
 
@@ -51,17 +53,14 @@ class KVCache:
   def size(self) -> int:
     return self.pos.shape[1]
 
+  def advance(self, keys, values, pos: Array, valid: Array, n_written: int) -> "KVCache":
+    """The cache after a call wrote `n_written` slots: new per-layer keys/values, rows."""
+    return KVCache(keys=tuple(keys), values=tuple(values), pos=pos, valid=valid,
+                   index=self.index + n_written)
+
   def next_position(self) -> Array:
     """[B] the logical position after the last valid slot (0 for an empty cache)."""
     return jnp.max(jnp.where(self.valid, self.pos + 1, 0), axis=-1)
-
-
-def gather_positions(x: Array, pos: Array) -> Array:
-  """x [B, T, ...] at positions [G, K] of its G groups of B/G rows flattened -> [G, K, ...]
-  (a position is `row_in_group * T + t`; see `train.loss.add_loss_positions`)."""
-  g = pos.shape[0]
-  x = x.reshape(g, -1, *x.shape[2:])
-  return jnp.take_along_axis(x, pos.reshape(*pos.shape, *([1] * (x.ndim - 2))), axis=1)
 
 
 def segment_starts(mask: Array, segments: Array) -> Array:
@@ -105,6 +104,37 @@ def token_layout(mask: Array, prefix_valid: Array | None, prefix_at: Array | Non
   return token_pos, prefix_pos
 
 
+def key_layout(q_pos: Array, q_valid: Array, extra_pos: Array | None,
+               extra_valid: Array | None, cache: KVCache | None):
+  """Positions / valid flags [B, S] of the keys a layer attends over: extra (prefix) keys in
+  front of the tokens' [B, T]; with a cache, those written into its rows at `cache.index`.
+  Returns (key_pos, key_valid, cache index or None, number of slots written)."""
+  key_pos, key_valid = q_pos, q_valid
+  if extra_pos is not None:
+    key_pos = jnp.concatenate([extra_pos, q_pos], axis=1)
+    key_valid = jnp.concatenate([extra_valid, q_valid], axis=1)
+  n_written = key_pos.shape[1]
+  if cache is None:
+    return key_pos, key_valid, None, n_written
+  index = cache.index
+  key_pos = jax.lax.dynamic_update_slice(cache.pos, key_pos.astype(jnp.int32), (0, index))
+  key_valid = jax.lax.dynamic_update_slice(cache.valid, key_valid, (0, index))
+  return key_pos, key_valid, index, n_written
+
+
+def _layer_kv(block, l: int, prefix: Prefix | None, form, shared: bool, prefix_pos, b: int):
+  """The prefix keys/values of layer l: a kv prefix's own, a hidden prefix's through the
+  block's norm and W_k/W_v (once for all examples when `shared`); None otherwise."""
+  if form == "kv":
+    return prefix.layer(l)
+  if form != "hidden":
+    return None
+  hidden = prefix.layer(l)
+  if shared:
+    return tuple(a[0] for a in block.prefix_kv(hidden[None], prefix_pos[:1]))
+  return block.prefix_kv(attention.broadcast_batch(hidden, b, 2), prefix_pos)
+
+
 class DecoderLM(nn.Module):
   """Base of decoder-only LMs: `apply(params, tokens, prefix=...) -> logits [B, T, V]`."""
   cfg: ModelConfig
@@ -129,29 +159,9 @@ class DecoderLM(nn.Module):
     raise NotImplementedError
 
   # -------------------------------------------------------------------------------------------
-  def __call__(self, tokens: Array, *, prefix: Prefix | None = None, mask: Array | None = None,
-               prefix_at: Array | None = None, cache: KVCache | None = None,
-               segments: Array | None = None, return_hidden: bool = False,
-               out_pos: Array | None = None):
-    """Runs the backbone.
-
-    Args:
-      tokens: [B, T] int token ids.
-      prefix: a `Prefix` (hidden / kv / prompt form, shared or per-example) or None.
-      mask: [B, T] bool, False on padding (left or right). Default: all True.
-      prefix_at: [B] int, token index before which the prefix sits (infix); default 0.
-      cache: a `KVCache` to write into and attend over (decoding); returned updated.
-      segments: [B, T] int segment ids of packed rows (several examples per row, each seeing
-        only itself and the shared prefix); None: one example per row.
-      return_hidden: return the final-norm hidden states [B, T, H] instead of logits.
-      out_pos: [G, K] int positions into G groups of B/G rows flattened (`gather_positions`):
-        the output is needed only there (the loss positions). The last layer then runs its
-        attention output projection and MLP, and the final norm, on G x K positions only: no
-        later layer reads the other positions. Not with a cache.
-    Returns:
-      logits [B, T, V] (or hidden [B, T, H]; with `out_pos` [G, K, V] or [G, K, H]); with a
-      cache, `(out, new_cache)`.
-    """
+  def _check_call(self, tokens, mask, prefix, prefix_at, cache, segments, out_pos):
+    """(mask [B, T] bool, prefix or None, Lp, its form, its valid slots [B, Lp]); one-line
+    errors for inputs that do not fit or cannot go together (before anything is traced)."""
     cfg = self.cfg
     b, t = tokens.shape
     mask = jnp.ones((b, t), bool) if mask is None else mask.astype(bool)
@@ -178,6 +188,34 @@ class DecoderLM(nn.Module):
       raise PrefixShapeError("out_pos (outputs at some positions only) takes no cache")
     if segments is not None and segments.shape != (b, t):
       raise PrefixShapeError(f"segments shape {segments.shape} != tokens shape {(b, t)}")
+    return mask, prefix, lp, form, pvalid
+
+  def __call__(self, tokens: Array, *, prefix: Prefix | None = None, mask: Array | None = None,
+               prefix_at: Array | None = None, cache: KVCache | None = None,
+               segments: Array | None = None, return_hidden: bool = False,
+               out_pos: Array | None = None, delta: Delta | None = None):
+    """Runs the backbone. Args:
+      tokens: [B, T] int token ids.
+      prefix: a `Prefix` (hidden / kv / prompt form, shared or per-example) or None.
+      mask: [B, T] bool, False on padding (left or right). Default: all True.
+      prefix_at: [B] int, token index before which the prefix sits (infix); default 0.
+      cache: a `KVCache` to write into and attend over (decoding); returned updated.
+      segments: [B, T] int segment ids of packed rows (several examples per row, each seeing
+        only itself and the shared prefix); None: one example per row.
+      return_hidden: return the final-norm hidden states [B, T, H] instead of logits.
+      out_pos: [G, K] int positions into G groups of B/G rows flattened (`gather_positions`):
+        the output is needed only there (the loss positions). The last layer then runs its
+        attention output projection and MLP, and the final norm, on G x K positions only: no
+        later layer reads the other positions. Not with a cache.
+      delta: a method's trainable tree (`models.deltas.Delta`: LoRA, adapters, LLaMA-Adapter)
+        acting at the named points of every block; None: the plain backbone.
+    Returns:
+      logits [B, T, V] (or hidden [B, T, H]; with `out_pos` [G, K, V] or [G, K, H]); with a
+      cache, `(out, new_cache)`.
+    """
+    b, t = tokens.shape
+    mask, prefix, lp, form, pvalid = self._check_call(tokens, mask, prefix, prefix_at, cache,
+                                                      segments, out_pos)
 
     start = cache.next_position() if cache is not None else None
     token_pos, prefix_pos = token_layout(mask, pvalid, prefix_at, start, segments)
@@ -195,18 +233,11 @@ class DecoderLM(nn.Module):
     elif form is not None:
       extra_pos, extra_valid = prefix_pos, pvalid
 
-    key_pos, key_valid, key_seg = q_pos, q_valid, q_seg
-    if extra_pos is not None:
-      key_pos = jnp.concatenate([extra_pos, q_pos], axis=1)
-      key_valid = jnp.concatenate([extra_valid, q_valid], axis=1)
-      if segments is not None:
-        key_seg = jnp.concatenate([prefix_seg, q_seg], axis=1)
-    index = None
-    n_written = key_pos.shape[1]
-    if cache is not None:
-      index = cache.index
-      key_pos = jax.lax.dynamic_update_slice(cache.pos, key_pos.astype(jnp.int32), (0, index))
-      key_valid = jax.lax.dynamic_update_slice(cache.valid, key_valid, (0, index))
+    key_pos, key_valid, index, n_written = key_layout(q_pos, q_valid, extra_pos, extra_valid,
+                                                      cache)
+    key_seg = q_seg
+    if extra_pos is not None and segments is not None:
+      key_seg = jnp.concatenate([prefix_seg, q_seg], axis=1)
     attn_mask = attention.causal_mask(q_pos, key_pos, key_valid, q_seg, key_seg)
 
     # A shared hidden prefix in prefix position has the same positions for every example:
@@ -220,20 +251,13 @@ class DecoderLM(nn.Module):
         last_pos = out_pos + (rows + 1) * lp
     new_keys, new_values = [], []
     for l, block in enumerate(self.blocks):
-      extra_kv = None
-      if form == "kv":
-        extra_kv = prefix.layer(l)
-      elif form == "hidden":
-        hidden = prefix.layer(l)
-        if shared_hidden:
-          extra_kv = block.prefix_kv(hidden[None], prefix_pos[:1])
-          extra_kv = tuple(a[0] for a in extra_kv)
-        else:
-          extra_kv = block.prefix_kv(attention.broadcast_batch(hidden, b, 2), prefix_pos)
+      extra_kv = _layer_kv(block, l, prefix, form, shared_hidden, prefix_pos, b)
       self.sow("intermediates", "layer_inputs", x)
       layer_cache = None if cache is None else (cache.keys[l], cache.values[l])
       select = last_pos if l == len(self.blocks) - 1 else None
-      x, layer_cache = block(x, q_pos, attn_mask, extra_kv, layer_cache, index, select)
+      # Positional: nn.remat'd blocks take no keyword arguments.
+      x, layer_cache = block(x, q_pos, attn_mask, extra_kv, layer_cache, index, select, None,
+                             None, None, sub(delta, block.name))
       if layer_cache is not None:
         new_keys.append(layer_cache[0])
         new_values.append(layer_cache[1])
@@ -244,9 +268,7 @@ class DecoderLM(nn.Module):
     out = x if return_hidden else self.unembed(x)
     if cache is None:
       return out
-    new_cache = KVCache(keys=tuple(new_keys), values=tuple(new_values), pos=key_pos,
-                        valid=key_valid, index=cache.index + n_written)
-    return out, new_cache
+    return out, cache.advance(new_keys, new_values, key_pos, key_valid, n_written)
 
   def logits(self, hidden: Array) -> Array:
     """Unembeds final hidden states [..., H] -> [..., V] (for logits only where needed)."""
@@ -258,20 +280,5 @@ class DecoderLM(nn.Module):
     kv prefixes pass through; hidden prefixes go through each layer's norm and W_k/W_v (and
     RoPE at positions 0..Lp-1, a true prefix). Prompts have no such form.
     """
-    if prefix.form == "kv":
-      return prefix
-    if prefix.form != "hidden":
-      raise PrefixShapeError(f"a {prefix.form} prefix has no key/value form")
-    lp = prefix.length
-    hidden = prefix.hidden if prefix.batched else prefix.hidden[None]
-    b = hidden.shape[0]
-    pos = jnp.broadcast_to(jnp.arange(lp), (b, lp))  # real slots come first (Prefix.mask)
-    keys, values = [], []
-    for l, block in enumerate(self.blocks):
-      k, v = block.prefix_kv(hidden[:, l], pos)
-      keys.append(k)
-      values.append(v)
-    keys, values = jnp.stack(keys, 1), jnp.stack(values, 1)
-    if not prefix.batched:
-      keys, values = keys[0], values[0]
-    return Prefix(keys=keys, values=values, mask=prefix.mask)
+    pos = jnp.arange(prefix.length)  # real slots come first (Prefix.mask)
+    return prefix_to_kv(prefix, [lambda h, b=b: b.prefix_kv(h, pos) for b in self.blocks])

@@ -17,8 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from prefix_jax.models.config import ModelConfig
+from prefix_jax.models.prefix_types import Prefix, PrefixShapeError
 from prefix_jax.prefixes.spec import PrefixSpec
-from prefix_jax.prefixes.types import Prefix, PrefixShapeError
 
 Array = jax.Array
 
@@ -150,13 +150,14 @@ def activations_of(spec: PrefixSpec, model, backbone: dict, tokens: Array) -> di
     return {"prompt": emb[0]}
   _, state = model.apply(variables, tokens[None], mutable=["intermediates"])
   inter = state["intermediates"]
-  blocks = sorted((k for k in inter if k != "layer_inputs"),
-                  key=lambda n: int(n.rsplit("_", 1)[1]))
   if spec.method == "hidden":
     return {"hidden": jnp.stack([x[0] for x in inter["layer_inputs"]])}
-  keys = [inter[name]["attn"]["kv"][0][0][0] for name in blocks]
-  values = [inter[name]["attn"]["kv"][0][1][0] for name in blocks]
-  return {"keys": jnp.stack(keys), "values": jnp.stack(values)}
+  # Each block's self-attention sows its (post-RoPE) token keys and values by name.
+  blocks = sorted((k for k in inter if k != "layer_inputs"),
+                  key=lambda n: int(n.rsplit("_", 1)[1]))
+  attn = [inter[name]["attn"] for name in blocks]
+  return {"keys": jnp.stack([a["keys"][0] for a in attn]),
+          "values": jnp.stack([a["values"][0] for a in attn])}
 
 
 def count_params(tree) -> int:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from prefix_jax.prefixes.types import FORMS, PrefixShapeError
+from prefix_jax.models.prefix_types import FORMS, PrefixShapeError
 
 REPARAMS = ("none", "mlp")
 INITS = ("random", "vocab", "words")

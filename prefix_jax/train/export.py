@@ -30,6 +30,29 @@ def backbone_signature(cfg: ModelConfig) -> dict:
                                        "num_kv_heads", "head_dim", "vocab_size")}
 
 
+def write_safetensors(path, arrays: dict, meta: dict) -> Path:
+  """Writes {name: array} with string metadata atomically (a temp file, then a rename)."""
+  path = Path(path)
+  tmp = path.with_name(path.name + ".tmp")
+  save_file({k: np.ascontiguousarray(np.asarray(v)) for k, v in arrays.items()}, str(tmp),
+            metadata=meta)
+  os.replace(tmp, path)
+  return path
+
+
+def read_safetensors(path, error: type[Exception], what: str) -> tuple[dict, dict]:
+  """({name: array}, metadata) of a safetensors file; `error` (one line) if unreadable."""
+  path = Path(path)
+  if not path.exists():
+    raise error(f"{path}: no such {what} file")
+  try:
+    with safe_open(str(path), "np") as f:
+      meta = f.metadata() or {}
+    return load_file(str(path)), meta
+  except Exception as e:
+    raise error(f"{path}: not a readable safetensors {what} ({e})") from None
+
+
 def export_prefix(path, spec: PrefixSpec, cfg: ModelConfig, params: dict) -> Path:
   """Writes the folded prefix atomically; returns the file path."""
   spec, params = fold_reparam_for(spec, cfg, params)
@@ -37,24 +60,13 @@ def export_prefix(path, spec: PrefixSpec, cfg: ModelConfig, params: dict) -> Pat
   arrays = {k: np.ascontiguousarray(np.asarray(v, np.float32)) for k, v in flat.items()}
   meta = {"spec": json.dumps(dataclasses.asdict(spec)),
           "backbone": json.dumps(backbone_signature(cfg))}
-  path = Path(path)
-  tmp = path.with_name(path.name + ".tmp")
-  save_file(arrays, str(tmp), metadata=meta)
-  os.replace(tmp, path)
-  return path
+  return write_safetensors(path, arrays, meta)
 
 
 def load_prefix(path, cfg: ModelConfig | None = None):
   """(spec, params, signature). With `cfg`, checks the prefix fits that backbone."""
   path = Path(path)
-  if not path.exists():
-    raise PrefixFileError(f"{path}: no such prefix file")
-  try:
-    with safe_open(str(path), "np") as f:
-      meta = f.metadata() or {}
-    arrays = load_file(str(path))
-  except Exception as e:
-    raise PrefixFileError(f"{path}: not a readable safetensors prefix ({e})") from None
+  arrays, meta = read_safetensors(path, PrefixFileError, "prefix")
   if "spec" not in meta or "backbone" not in meta:
     raise PrefixFileError(f"{path}: missing prefix metadata (spec/backbone)")
   spec = PrefixSpec(**json.loads(meta["spec"]))

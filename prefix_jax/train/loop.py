@@ -17,10 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from prefix_jax import methods
 from prefix_jax.models import build_model
 from prefix_jax.models.remat import check_remat
-from prefix_jax.prefixes import PrefixSpec, count_params
-from prefix_jax.prefixes.seq2seq_params import init_prefix_for
 from prefix_jax.train import data as train_data
 from prefix_jax.train import mesh as mesh_lib
 from prefix_jax.train.backbone import load_backbone
@@ -28,10 +27,8 @@ from prefix_jax.train.checkpoint import Checkpointer, check_workdir
 from prefix_jax.train.export import backbone_signature, export_prefix
 from prefix_jax.train.logger import MetricLogger, plot_curves
 from prefix_jax.train.heads import export_trained_head, task_backbone
-from prefix_jax.train.loss import loss_function
 from prefix_jax.train.optim import build_optimizer
-from prefix_jax.train.step import (init_state, make_train_step, merge_backbone,
-                                   split_backbone)
+from prefix_jax.train.step import init_state, make_train_step, trainable_loss
 
 
 class TrainingDiverged(RuntimeError):
@@ -43,6 +40,7 @@ class ConfigError(ValueError):
 
 
 def validate_config(config) -> None:
+  methods.check_name(config.method)
   t = config.train
   for key, value in (("train.batch_size", t.batch_size), ("train.accum_steps", t.accum_steps)):
     if not isinstance(value, int) or value <= 0:
@@ -76,13 +74,6 @@ def validate_config(config) -> None:
     check_remat(t.remat)
   except ValueError as e:
     raise ConfigError(f"train.{e}") from None
-
-
-def prefix_spec(config) -> PrefixSpec | None:
-  """None for methods that train no prefix (full fine-tuning)."""
-  if config.method == "finetune":
-    return None
-  return PrefixSpec.from_config(config.prefix)
 
 
 def run_signature(config, cfg, spec) -> dict:
@@ -124,7 +115,8 @@ def train_and_evaluate(config, workdir) -> dict:
   cfg, backbone = task_backbone(config, cfg, backbone)
   dtype = jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32
   model = build_model(cfg, dtype, remat=config.train.remat)
-  spec = prefix_spec(config)
+  method = methods.build_method(config, cfg, backbone)  # MethodError before any compile
+  spec = method.spec
   train_data.check_budget(config, cfg)
   mesh = mesh_lib.make_mesh(config.train.num_devices)
   if not config.data.pack_length:  # packed batches round their row count to the devices
@@ -134,6 +126,8 @@ def train_and_evaluate(config, workdir) -> dict:
     raise ConfigError(f"data.pack_length {config.data.pack_length} + prefix length exceeds the "
                       f"model's max_positions {cfg.max_positions}")
   signature = run_signature(config, cfg, spec)
+  if method.name not in methods.PREFIX_FAMILY:
+    signature["method"] = method.signature
   check_workdir(workdir, signature, write=is_main)
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
@@ -147,11 +141,9 @@ def train_and_evaluate(config, workdir) -> dict:
   optimizer = build_optimizer(config.optim, total_steps)
   rng = jax.random.PRNGKey(config.seed)
   init_rng, step_rng = jax.random.split(rng)
-  prefix_params = {} if spec is None else init_prefix_for(
-      spec, cfg, init_rng, model=model, backbone=backbone, tokenizer=tokenizer)
-  trained_backbone, frozen = split_backbone(
-      backbone, ".*" if spec is None else config.train.trainable_pattern)
-  state = init_state({"prefix": prefix_params, "backbone": trained_backbone}, optimizer)
+  prepared = methods.prepare(method, model, backbone, init_rng, tokenizer)
+  frozen, prefix_params = prepared.frozen, prepared.trainable["prefix"]
+  state = init_state(prepared.trainable, optimizer)
 
   ckpt = Checkpointer(workdir, keep=config.train.keep_checkpoints)
   restored = ckpt.restore(state)
@@ -168,14 +160,17 @@ def train_and_evaluate(config, workdir) -> dict:
   frozen_sh = mesh_lib.backbone_shardings(frozen, mesh, config.train.fsdp)
   frozen = jax.device_put(frozen, frozen_sh)
   state = jax.device_put(state, repl)
-  loss_fn = loss_function(cfg, model, spec)
+  loss_fn = prepared.loss_fn
   step_fn = jax.jit(make_train_step(loss_fn, optimizer, config.train.accum_steps),
                     in_shardings=(repl, frozen_sh, mesh_lib.batch_sharding(mesh), repl),
                     out_shardings=(repl, repl), donate_argnums=(0,))
-  eval_fn = jax.jit(loss_fn)
+  eval_fn = jax.jit(functools.partial(trainable_loss, loss_fn))
   eval_batches = train_data.eval_loss_batches(config, tokenizer, cfg)
 
-  n_prefix, n_backbone = count_params(state.trainable), count_params(backbone)
+  share = methods.share_summary(state.trainable, backbone)
+  if is_main:
+    print(f"method {method.name}: {share['trainable_params']:,} trainable parameters, "
+          f"{100 * share['trainable_share']:.4g}% of the backbone's {share['backbone_params']:,}")
   start = int(state.step)
   logger = MetricLogger(workdir, total_steps, start, enabled=is_main)
   preempt = _Preemption()
@@ -187,8 +182,7 @@ def train_and_evaluate(config, workdir) -> dict:
   def evaluate() -> float:
     total, weight = 0.0, 0.0
     for batch in eval_batches:
-      backbone_now = merge_backbone(frozen, state.trainable["backbone"])
-      loss, m = eval_fn(state.trainable["prefix"], backbone_now, batch)
+      loss, m = eval_fn(state.trainable, frozen, batch)
       total += float(loss) * float(m["target_tokens"])
       weight += float(m["target_tokens"])
     return total / max(weight, 1.0)
@@ -238,22 +232,18 @@ def train_and_evaluate(config, workdir) -> dict:
     logger.close()
 
   summary = {"status": status, "step": int(state.step), "total_steps": total_steps,
-             "trainable_params": n_prefix, "backbone_params": n_backbone,
-             "examples_cut": train_iter.cut}
+             **share, "examples_cut": train_iter.cut}
   if status == "completed":
     if eval_batches:
       summary["eval_loss"] = evaluate()
+    methods.check_trainable(method, state.trainable, backbone)
     if is_main:
       export_trained_head(workdir, cfg, jax.device_get(state.trainable["backbone"]))
-    if spec is not None and is_main:
-      path = export_prefix(workdir / "prefix.safetensors", spec, cfg,
-                           jax.device_get(state.trainable["prefix"]))
-      summary["prefix_file"] = str(path)
-      summary["prefix_bytes"] = path.stat().st_size
+      summary.update(methods.export_trained(workdir, method, cfg, state.trainable))
       summary["backbone_bytes"] = int(sum(np.asarray(x).nbytes
                                           for x in jax.tree_util.tree_leaves(backbone)))
-      print(f"exported prefix {path} ({summary['prefix_bytes'] / 1e3:.1f} kB) for a backbone "
-            f"of {summary['backbone_bytes'] / 1e6:.1f} MB")
+      print(f"exported {summary.get('prefix_file') or summary.get('method_file')} for a "
+            f"backbone of {summary['backbone_bytes'] / 1e6:.1f} MB")
     if is_main:
       plot_curves(workdir)
   if is_main:

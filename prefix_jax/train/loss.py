@@ -60,12 +60,12 @@ def add_loss_positions(batch: dict, multiple: int = 16, groups: int | None = Non
   return dict(batch, loss_pos=pos, loss_valid=valid)
 
 
-def model_loss(model, backbone, batch, prefix=None, prefix_at=None):
+def model_loss(model, backbone, batch, prefix=None, prefix_at=None, delta=None):
   """Cross-entropy of a decoder-only LM (`models.DecoderLM`) on a batch; with `loss_pos` only
   those positions run the last layer's output projection and MLP and are unembedded.
   A packed batch (`segments` [B, T], see `data.batching.pack_segments`) runs as packed rows."""
   kwargs = dict(prefix=prefix, mask=batch["mask"], prefix_at=prefix_at,
-                segments=batch.get("segments"))
+                segments=batch.get("segments"), delta=delta)
   if "loss_pos" not in batch:
     logits = model.apply({"params": backbone}, batch["inputs"], **kwargs)
     return token_cross_entropy(logits, batch["targets"], batch["weights"])
@@ -85,29 +85,32 @@ def model_loss(model, backbone, batch, prefix=None, prefix_at=None):
   return token_cross_entropy(logits, targets, weights)
 
 
-def lm_loss(prefix_params, backbone, batch, *, model, spec: PrefixSpec | None):
+def lm_loss(prefix_params, backbone, batch, *, model, spec: PrefixSpec | None, delta=None):
   """Loss of the frozen backbone with the prefix; differentiate w.r.t. argument 0.
 
   batch: `inputs` [B, T], `targets` [B, T], `weights` [B, T], `mask` [B, T],
   `prefix_at` [B] (used with infix placement), `task` [B] (used with a bank), and optionally
   `loss_pos` / `loss_valid` [G, K] (see `add_loss_positions`) and `segments` [B, T] (packed
   rows). `spec=None`: no prefix (the
-  full fine-tuning baseline differentiates w.r.t. the backbone instead).
+  full fine-tuning baseline differentiates w.r.t. the backbone instead). `delta`: a method's
+  added parameters (`models.deltas.Delta`; LoRA, adapters, LLaMA-Adapter).
   """
   prefix = prefix_at = None
   if spec is not None:
     prefix = prefix_for_batch(spec, model.cfg, prefix_params, batch)
     prefix_at = batch["prefix_at"] if spec.placement == "infix" else None
-  loss, total = model_loss(model, backbone, batch, prefix, prefix_at)
+  loss, total = model_loss(model, backbone, batch, prefix, prefix_at, delta)
   return loss, {"loss": loss, "target_tokens": total}
 
 
-def classification_loss(prefix_params, backbone, batch, *, model, spec: PrefixSpec | None):
+def classification_loss(prefix_params, backbone, batch, *, model, spec: PrefixSpec | None,
+                        delta=None):
   """Sequence classification with an encoder's head (P-tuning v2): batch `inputs` [B, T],
   `mask` [B, T], `labels` [B] int, optional `weights` [B] (0 on padding rows). Train the head
   together with the prefix by making its params trainable (`trainable_pattern`)."""
   prefix = None if spec is None else prefix_for_batch(spec, model.cfg, prefix_params, batch)
-  out = model.apply({"params": backbone}, batch["inputs"], prefix=prefix, mask=batch["mask"])
+  out = model.apply({"params": backbone}, batch["inputs"], prefix=prefix, mask=batch["mask"],
+                    delta=delta)
   weights = batch.get("weights", jnp.ones(batch["labels"].shape, jnp.float32))
   ce = optax.softmax_cross_entropy_with_integer_labels(out.logits.astype(jnp.float32),
                                                        batch["labels"])
@@ -118,13 +121,14 @@ def classification_loss(prefix_params, backbone, batch, *, model, spec: PrefixSp
   return loss, {"loss": loss, "target_tokens": total, "accuracy": accuracy}
 
 
-def seq2seq_loss(prefix_params, backbone, batch, *, model, spec: PrefixSpec | None):
+def seq2seq_loss(prefix_params, backbone, batch, *, model, spec: PrefixSpec | None, delta=None):
   """Teacher-forced loss of an encoder-decoder (BART) with its three prefixes: batch `inputs` /
   `mask` [B, S] (source), `dec_inputs` / `dec_mask` [B, T], `targets` / `weights` [B, T]
   (see `data.batching.pack_seq2seq`)."""
   prefix = None if spec is None else prefix_for_batch(spec, model.cfg, prefix_params, batch)
   logits = model.apply({"params": backbone}, batch["inputs"], batch["dec_inputs"],
-                       prefix=prefix, src_mask=batch["mask"], tgt_mask=batch["dec_mask"])
+                       prefix=prefix, src_mask=batch["mask"], tgt_mask=batch["dec_mask"],
+                       delta=delta)
   loss, total = token_cross_entropy(logits, batch["targets"], batch["weights"])
   return loss, {"loss": loss, "target_tokens": total}
 

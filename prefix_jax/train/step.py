@@ -4,7 +4,9 @@ What is trained is one pytree, `trainable = {'prefix': prefix_params, 'backbone'
 for prefix-tuning the backbone part is empty and the whole backbone arrives as `frozen`, an
 argument (never a closure constant) that is never donated. Baselines that train backbone
 parameters (full fine-tuning, a classification head) name them with a regex `trainable_pattern`
-on parameter paths; those leaves move from `frozen` into `trainable['backbone']`.
+on parameter paths; those leaves move from `frozen` into `trainable['backbone']`. Methods that
+add parameters (LoRA, adapters, LLaMA-Adapter; see `prefix_jax.methods`) keep them in
+`trainable['delta']`, passed to the loss as `delta=`.
 Optimizer state therefore exists only for what is trained.
 """
 from __future__ import annotations
@@ -48,6 +50,14 @@ def merge_backbone(frozen: dict, trained: dict) -> dict:
   return traverse_util.unflatten_dict(flat, sep="/")
 
 
+def trainable_loss(loss_fn: Callable, trainable: dict, frozen: dict, batch):
+  """loss_fn on the trained tree: its backbone leaves merged into the frozen backbone, its
+  prefix as argument 0, its added parameters (if any) as `delta=`."""
+  backbone = merge_backbone(frozen, trainable["backbone"])
+  extra = {"delta": trainable["delta"]} if "delta" in trainable else {}
+  return loss_fn(trainable["prefix"], backbone, batch, **extra)
+
+
 def init_state(trainable, optimizer: optax.GradientTransformation) -> TrainState:
   return TrainState(step=jnp.zeros((), jnp.int32), trainable=trainable,
                     opt_state=optimizer.init(trainable))
@@ -57,13 +67,12 @@ def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
                     accum_steps: int = 1):
   """A pure train step.
 
-  loss_fn(prefix_params, backbone, batch) -> (loss, metrics dict); differentiated w.r.t. the
-  trainable tree only. With `accum_steps` > 1 the batch [B, ...] is split into that many
+  loss_fn(prefix_params, backbone, batch[, delta=]) -> (loss, metrics dict); differentiated
+  w.r.t. the trainable tree only (see `trainable_loss`). With `accum_steps` > 1 the batch [B, ...] is split into that many
   micro-batches [B/accum, ...] whose gradients are averaged (weighted by target tokens).
   """
   def weighted_loss(trainable, frozen, batch):
-    backbone = merge_backbone(frozen, trainable["backbone"])
-    loss, metrics = loss_fn(trainable["prefix"], backbone, batch)
+    loss, metrics = trainable_loss(loss_fn, trainable, frozen, batch)
     return loss * metrics["target_tokens"], metrics
 
   grad_fn = jax.value_and_grad(weighted_loss, has_aux=True)
