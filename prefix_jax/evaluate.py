@@ -79,8 +79,7 @@ def evaluate_workdir(config, workdir, *, prefix_file=None, split: str | None = N
   cfg, backbone = task_backbone(config, cfg, backbone)
   train_data.check_budget(config, cfg)
   model = build_model(cfg)
-  from prefix_jax.train.heads import task_backbone
-  from prefix_jax.train.loss import model_kind
+  backbone, prefix, spec = trained_weights(config, cfg, backbone, workdir, prefix_file)
   split = split or config.data.test_split
   out_path = workdir / out_name
   if model_kind(cfg) == "encoder":
