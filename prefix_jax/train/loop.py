@@ -7,6 +7,7 @@ data path is a function call found by name: `load_backbone`, `data.train_iterato
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import signal
