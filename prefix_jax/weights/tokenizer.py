@@ -98,6 +98,23 @@ class Tokenizer(BaseTokenizer):
     return self.hf.token_to_id(token)
 
 
+class MissingTokenizer(BaseTokenizer):
+  """Stands in for a tokenizer a model folder lacks: the weights load, and the first use
+  (encode, decode, vocab_size or a special id) raises `MissingFileError` naming what is missing."""
+
+  def __init__(self, message: str):
+    self._message = message
+
+  def _missing(self, *args, **kwargs):
+    raise MissingFileError(self._message)
+
+  _encode_text = decode = _missing
+  vocab_size = bos_id = eos_id = pad_id = property(_missing)
+
+  def __bool__(self) -> bool:  # `if tokenizer:` reads as "no tokenizer"
+    return False
+
+
 def _special_ids(hf_tok, map_file: Path) -> dict[str, int | None]:
   """bos/eos/pad ids from a special_tokens_map.json (BERT: cls/sep/pad) or known names."""
   names: dict[str, list[str]] = {"bos": list(_BOS_NAMES), "eos": list(_EOS_NAMES),
