@@ -22,6 +22,10 @@ class UserError(Exception):
   exit_code = EXIT_USER_ERROR
 
 
+class ConfigError(UserError, ValueError):
+  """A config value that cannot work (the message names the key)."""
+
+
 class TrainingDiverged(UserError, RuntimeError):
   """The loss or the updated parameters became NaN/Inf; the last good checkpoint is kept."""
   exit_code = EXIT_DIVERGED

@@ -15,11 +15,12 @@ from flax import traverse_util
 from safetensors.numpy import load_file, save_file
 from safetensors import safe_open
 
+from prefix_jax.errors import UserError
 from prefix_jax.models.config import ModelConfig
 from prefix_jax.prefixes import PrefixSpec, check_params, fold_reparam
 
 
-class PrefixFileError(ValueError):
+class PrefixFileError(UserError, ValueError):
   pass
 
 

@@ -15,10 +15,14 @@ def interactive() -> bool:
 
 
 class MetricLogger:
+  """metrics.jsonl rows `{"step", "split", "time", **metrics}`; `time` (seconds of training)
+  continues across resumes from the file's last row."""
+
   def __init__(self, workdir: Path, total_steps: int, initial_step: int = 0,
                enabled: bool = True):
     self.workdir = Path(workdir)
     self.enabled = enabled
+    elapsed = _last_time(self.workdir / "metrics.jsonl") if enabled else 0.0
     self.jsonl = open(self.workdir / "metrics.jsonl", "a") if enabled else None
     self.tb = None
     if enabled:
@@ -26,7 +30,7 @@ class MetricLogger:
       self.tb = SummaryWriter(str(self.workdir / "tensorboard"))
     self.bar = tqdm.tqdm(total=total_steps, initial=initial_step, disable=not (
         enabled and interactive()), dynamic_ncols=True, unit="step")
-    self.t0 = time.time()
+    self.t0 = time.time() - elapsed
 
   def write(self, step: int, split: str, metrics: dict) -> None:
     if not self.enabled:
@@ -52,6 +56,18 @@ class MetricLogger:
     if self.enabled:
       self.jsonl.close()
       self.tb.close()
+
+
+def _last_time(path: Path) -> float:
+  """The `time` of the last complete row of a metrics.jsonl (0 if none)."""
+  if not path.exists():
+    return 0.0
+  for line in reversed(path.read_text().splitlines()):
+    try:
+      return float(json.loads(line)["time"])
+    except (ValueError, KeyError, TypeError):
+      continue  # a row cut short by a kill
+  return 0.0
 
 
 def plot_curves(workdir: Path, out_name: str = "curves.png") -> Path | None:
