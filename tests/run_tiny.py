@@ -3,8 +3,9 @@ WORKDIR [key=value ...]` (used by the trainer tests for SIGKILL / SIGTERM / mult
 
 Faults come from environment variables, turned into the trainer's `Hooks`:
 PREFIX_JAX_TEST_{TERM,INT,KILL}_AT=N sends SIGTERM / SIGINT / SIGKILL to the run after step N;
-PREFIX_JAX_TEST_{TERM,INT}_AT_PHASE=NAME sends it as the section NAME starts ('set-up',
-'restore', 'loop'), with a delay in seconds after a comma ('loop,0.5': during compilation).
+PREFIX_JAX_TEST_{TERM,INT}_BEFORE=N,SECONDS sends it that long after step N starts (step 1:
+during its compilation); PREFIX_JAX_TEST_{TERM,INT}_AT_PHASE=NAME as the section NAME starts
+('set-up', 'restore', 'loop', 'finish').
 """
 import importlib.util
 import json
@@ -61,6 +62,15 @@ def hooks_from_env(env=os.environ):
              if env.get(f"PREFIX_JAX_TEST_{k}_AT")}
   at_phase = {env[f"PREFIX_JAX_TEST_{k}_AT_PHASE"]: s for k, s in sigs.items()
               if env.get(f"PREFIX_JAX_TEST_{k}_AT_PHASE")}
+  before = {env[f"PREFIX_JAX_TEST_{k}_BEFORE"]: s for k, s in sigs.items()
+            if env.get(f"PREFIX_JAX_TEST_{k}_BEFORE")}
+
+  def before_step(step, batch):
+    for spec, sig in before.items():
+      at, _, delay = spec.partition(",")
+      if int(at) == step:
+        _kill_self(sig, float(delay or 0))
+    return batch
 
   def after_step(step, state):
     if step in at_step:
@@ -68,12 +78,10 @@ def hooks_from_env(env=os.environ):
     return state
 
   def on_phase(name):
-    for spec, sig in at_phase.items():
-      phase, _, delay = spec.partition(",")
-      if phase == name:
-        _kill_self(sig, float(delay or 0))
+    if name in at_phase:
+      _kill_self(at_phase[name])
 
-  return Hooks(on_phase=on_phase, after_step=after_step)
+  return Hooks(on_phase=on_phase, before_step=before_step, after_step=after_step)
 
 
 if __name__ == "__main__":

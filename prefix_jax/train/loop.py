@@ -168,15 +168,17 @@ def _set_up(config, workdir: Path) -> _Run:
   spec = prefix_spec(config)
   mesh = mesh_lib.make_mesh(config.train.num_devices)
   _check_fits(config, cfg, spec, mesh)
+  train_iter = train_data.train_iterator(config, tokenizer, cfg, jax.process_index(),
+                                         jax.process_count(), num_devices=mesh.devices.size)
+  total_steps = config.train.num_steps or config.train.num_epochs * train_iter.steps_per_epoch
+  optimizer = build_optimizer(config.optim, total_steps)
+  # Last, once every other input is known good: the first write to the workdir.
   check_workdir(workdir, run_signature(config, cfg, spec), write=is_main)
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
     multihost_utils.sync_global_devices("workdir checked")
-  train_iter = train_data.train_iterator(config, tokenizer, cfg, jax.process_index(),
-                                         jax.process_count(), num_devices=mesh.devices.size)
-  total_steps = config.train.num_steps or config.train.num_epochs * train_iter.steps_per_epoch
   return _Run(config, workdir, is_main, cfg, backbone, tokenizer, model, spec, mesh,
-              train_iter, total_steps, build_optimizer(config.optim, total_steps))
+              train_iter, total_steps, optimizer)
 
 
 def _check_fits(config, cfg, spec, mesh) -> None:
@@ -286,6 +288,8 @@ def _step_loop(run: _Run, ckpt: Checkpointer, state, step_rng, restored: bool, h
                stop: preemption.StopRequest):
   """Runs steps until total_steps or a stop signal; returns (state, status, final eval loss
   or None). Every step that ends the loop is saved."""
+  if stop.requested:  # a signal during set-up or restore: nothing new to save
+    return state, stop.status, None
   config, t = run.config, run.config.train
   compiled = _Compiled(run)
   state = jax.device_put(state, compiled.repl)
