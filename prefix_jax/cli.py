@@ -10,6 +10,7 @@ import contextlib
 import sys
 
 from absl import flags
+from absl import logging as absl_logging
 
 from prefix_jax.data.report import CorruptFileError
 from prefix_jax.data.sources import SplitUnavailableError
@@ -27,12 +28,14 @@ def parse_flags(argv: list[str]) -> list[str]:
     rest = flags.FLAGS(argv)
     if "config" in flags.FLAGS and flags.FLAGS["config"].value is not None:
       flags.FLAGS["config"].value.keys()  # a config file that failed to load raises only here
-    return rest
   except Exception as e:  # absl, ml_collections and the config file's own errors
-    fail(_flag_error_line(e, argv))
+    fail(flag_error_line(e, argv))
+  if not flags.FLAGS["verbosity"].present:  # libraries' INFO lines (orbax, TFDS) only on -v 0
+    absl_logging.set_verbosity(absl_logging.WARNING)
+  return rest
 
 
-def _flag_error_line(e: Exception, argv: list[str]) -> str:
+def flag_error_line(e: Exception, argv: list[str]) -> str:
   msg = str(e)
   if "Traceback (most recent call last)" in msg:  # raised by the config file's get_config
     where = msg.split(": Error whilst parsing", 1)[0]
@@ -51,11 +54,17 @@ def _flag_error_line(e: Exception, argv: list[str]) -> str:
 
 def _data_error_line(e: Exception) -> str | None:
   """The data layer's bad-input errors that are not `UserError`s: corrupt files (file and
-  line), missing splits, unknown tasks."""
+  line), missing splits, unknown tasks, fewer examples than one batch, a split where every
+  row was malformed (TFDS)."""
   if isinstance(e, (CorruptFileError, SplitUnavailableError)):
     return str(e)
   if isinstance(e, KeyError) and str(e).strip("'\"").startswith("unknown task"):
     return str(e).strip("'\"")
+  if isinstance(e, ValueError) and "cannot fill one global batch" in str(e):  # data.iterator
+    return f"{e} (train.batch_size); use a smaller batch or more training examples"
+  if isinstance(e, AssertionError) and "No examples were yielded" in str(e):
+    return (f"{one_line(e)} (every row of the split's file is malformed or empty; the data "
+            "report in the TFDS dataset info names them)")
   return None
 
 
@@ -66,7 +75,7 @@ def one_line_errors():
     yield
   except UserError as e:
     fail(str(e), e.exit_code)
-  except (KeyError, ValueError) as e:
+  except (KeyError, ValueError, AssertionError) as e:
     line = _data_error_line(e)
     if line is None:
       raise

@@ -98,8 +98,11 @@ def _main_with_flags(argv=None):
   argv = sys.argv if argv is None else argv
   run_config = _run_config(_argv_value(argv, "workdir"))
   if _argv_value(argv, "config") is None and run_config is not None:
-    config = config_flags.DEFINE_config_dict("config", ml_collections.ConfigDict(run_config),
-                                             lock_config=True)
+    try:  # a config dict flag applies the `--config.x.y` overrides as it is defined
+      config = config_flags.DEFINE_config_dict("config", ml_collections.ConfigDict(run_config),
+                                               lock_config=True)
+    except Exception as e:
+      cli.fail(cli.flag_error_line(e, argv))
   else:
     config = config_flags.DEFINE_config_file("config", None, "config file[:arg] (default: "
                                              "WORKDIR/config.json)", lock_config=True)

@@ -12,6 +12,7 @@ import pytest
 from absl import flags
 
 from prefix_jax import evaluate as evaluate_cli
+from prefix_jax import paths
 from prefix_jax import main as main_cli
 from prefix_jax.train.loop import train_and_evaluate
 from run_tiny import tiny_config
@@ -63,13 +64,36 @@ def files(tmp_path_factory):
   (corrupt_run / "run.json").write_text("{oops")
   orphan = d / "orphan_checkpoints"
   (orphan / "checkpoints" / "3").mkdir(parents=True)
+  for name, contents in DATA_FOLDERS.items():  # shared folders with a bad e2e data set
+    e2e = d / name / "data" / "e2e"
+    e2e.mkdir(parents=True)
+    (d / name / "models").symlink_to(paths.shared_dir() / "models")
+    for fname, text in contents.items():
+      (e2e / fname).write_bytes(text)
   no_prefix = d / "no_prefix"
   no_prefix.mkdir()
   (no_prefix / "config.json").write_text(tiny_config(E2E).to_json_best_effort())
   return d
 
 
-# (id, module, args, exit code, text the one line must contain)
+E2E_ROW = b'"name[A], eatType[pub]",A is a pub.\n'
+DATA_FOLDERS = {
+    "shared_bad_header": {"devset.csv": b"foo,bar\n1,2\n",
+                          "testset_w_refs.csv": b"mr,ref\n" + E2E_ROW},
+    "shared_all_rows_bad": {"devset.csv": b'mr,ref\n"name B, eatType[pub]",B.\n"name[C]",\n',
+                            "testset_w_refs.csv": b"mr,ref\n" + E2E_ROW},
+    "shared_no_test_file": {"devset.csv": b"mr,ref\n" + E2E_ROW * 16},
+    "shared_tiny_train": {"devset.csv": b"mr,ref\n" + E2E_ROW * 3,
+                          "testset_w_refs.csv": b"mr,ref\n" + E2E_ROW},
+}
+
+
+def data_env(folder):
+  return {"PREFIX_JAX_SHARED": "{files}/" + folder, "PREFIX_JAX_DATA_DIR": "{tmp}/tfds",
+          "PREFIX_JAX_OFFLINE": "1"}
+
+
+# (id, module, args, exit code, text the one line must contain[, environment])
 CASES = [
     # flags and config files (raised while absl parses flags)
     ("no-config", "main", [f"--workdir={NEW}"], 2, "--config"),
@@ -137,6 +161,17 @@ CASES = [
      "optim.grad_clip must be >= 0"),
     ("task-unknown", "main", [TINY, "--config.task=nope", "--config.train.num_steps=1",
                               f"--workdir={NEW}"], 2, "unknown task 'nope'"),
+    # data (a shared folder of bad files, prepared into a fresh TFDS folder)
+    ("data-csv-bad-header", "main", [TINY, f"--workdir={NEW}"], 2,
+     "devset.csv, line 1: expected a header with columns mr,ref", data_env("shared_bad_header")),
+    ("data-all-rows-malformed", "main", [TINY, f"--workdir={NEW}"], 2,
+     "No examples were yielded", data_env("shared_all_rows_bad")),
+    ("data-test-file-missing", "main", [TINY, f"--workdir={NEW}"], 2,
+     "testset_w_refs.csv not found", data_env("shared_no_test_file")),
+    ("data-fewer-rows-than-a-batch", "main", [TINY, f"--workdir={NEW}"], 2,
+     "3 examples cannot fill one global batch of 10", data_env("shared_tiny_train")),
+    ("eval-test-file-missing", "evaluate", [f"--workdir={TRAINED}"], 2,
+     "testset_w_refs.csv not found", data_env("shared_no_test_file")),
     # weights
     ("model-missing-path", "main", [TINY, "--config.model=/nonexistent/model",
                                     f"--workdir={NEW}"], 2, "/nonexistent/model: no such file"),
@@ -205,18 +240,25 @@ def run_cli(module, args: list[str]) -> int:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_gives_one_line_and_touches_nothing(case, files, tmp_path, capfd, request):
-  _, module, args, code, text = case
+def test_bad_input_gives_one_line_and_touches_nothing(case, files, tmp_path, capfd, request,
+                                                      monkeypatch):
+  _, module, args, code, text, *env = case
   new = tmp_path / "new_run"
   # Only the cases that read a trained run pay for training it (once per module).
   trained = request.getfixturevalue("trained") if any(TRAINED in a for a in args) else files
-  args = [a.replace(TRAINED, str(trained)).replace(NEW, str(new)).replace("{files}", str(files))
-          for a in args]
+  fill = lambda a: a.replace(TRAINED, str(trained)).replace(NEW, str(new)).replace(
+      "{files}", str(files)).replace("{tmp}", str(tmp_path))
+  args = [fill(a) for a in args]
+  for k, v in (env[0] if env else {}).items():
+    monkeypatch.setenv(k, fill(v))
   before = {p: tree_hash(p) for p in (trained, files)}
   got = run_cli(module, args)
   err = capfd.readouterr().err
   lines = [x for x in err.splitlines() if x.strip()]
   assert got == code and len(lines) == 1, err
   assert lines[0].startswith("error: ") and text in lines[0], err
+  if os.environ.get("PREFIX_JAX_ERRORS_DUMP"):  # regenerates the table of docs/errors.md
+    with open(os.environ["PREFIX_JAX_ERRORS_DUMP"], "a") as f:
+      f.write(json.dumps([case[0], module, case[2], got, lines[0]]) + "\n")
   assert {p: tree_hash(p) for p in (trained, files)} == before
   assert not new.exists() or not any(new.rglob("*")), sorted(new.rglob("*"))

@@ -123,6 +123,7 @@ class _Run:
   spec: PrefixSpec | None
   mesh: Any
   train_iter: Any
+  eval_batches: list
   total_steps: int
   optimizer: Any
 
@@ -172,13 +173,14 @@ def _set_up(config, workdir: Path) -> _Run:
                                          jax.process_count(), num_devices=mesh.devices.size)
   total_steps = config.train.num_steps or config.train.num_epochs * train_iter.steps_per_epoch
   optimizer = build_optimizer(config.optim, total_steps)
+  eval_batches = train_data.eval_loss_batches(config, tokenizer, cfg)
   # Last, once every other input is known good: the first write to the workdir.
   check_workdir(workdir, run_signature(config, cfg, spec), write=is_main)
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
     multihost_utils.sync_global_devices("workdir checked")
   return _Run(config, workdir, is_main, cfg, backbone, tokenizer, model, spec, mesh,
-              train_iter, total_steps, optimizer)
+              train_iter, eval_batches, total_steps, optimizer)
 
 
 def _check_fits(config, cfg, spec, mesh) -> None:
@@ -256,7 +258,7 @@ class _Compiled:
                                       self.repl),
                         out_shardings=(self.repl, self.repl), donate_argnums=(0,))
     self._eval = jax.jit(loss_fn)
-    self.eval_batches = train_data.eval_loss_batches(config, run.tokenizer, run.cfg)
+    self.eval_batches = run.eval_batches
 
   def eval_loss(self, state) -> float:
     """Mean loss per target token over the held-out batches."""
