@@ -114,9 +114,11 @@ def test_every_checkpoint_unreadable_is_one_line_and_nothing_moves(tmp_path):
   for f in (wd / "checkpoints").rglob("*"):
     if f.is_file():
       f.write_bytes(b"")
+  recorded = (wd / "config.json").read_text()
   with pytest.raises(CheckpointError, match="no readable checkpoint in"):
-    train_and_evaluate(_config(**{"train.num_steps": 2}), wd)
+    train_and_evaluate(_config(**{"train.num_steps": 2, "optim.learning_rate": 0.5}), wd)
   assert _steps(wd) == [1, 2] and not (wd / "checkpoints_unreadable").exists()
+  assert (wd / "config.json").read_text() == recorded  # the failed resume changed nothing
 
 
 def _signal_run(wd, **env):
@@ -144,3 +146,6 @@ def test_signal_saves_the_current_step_and_the_run_resumes_equal(reference, tmp_
   assert status in (None, "interrupted" if sig == signal.SIGINT else "preempted")
   assert train_and_evaluate(_config(), wd)["status"] == "completed"
   _assert_same_prefix(reference, wd)
+  rows = [json.loads(x) for x in (wd / "metrics.jsonl").read_text().splitlines()]
+  times = [r["time"] for r in rows]
+  assert times == sorted(times), times  # time continues across the resume

@@ -116,8 +116,8 @@ CASES = [
                                         f"--workdir={NEW}"], 2, "--config.train.batch_size=1.5"),
     ("override-scalar-for-dict", "main", [TINY, "--config.train=3", f"--workdir={NEW}"], 2,
      "is not a dict"),
-    ("override-no-value", "main", [TINY, "--config.data", f"--workdir={NEW}"], 2,
-     "--config.data"),
+    ("override-no-value", "main", [TINY, f"--workdir={NEW}", "--config.data"], 2,
+     "Missing value for flag --config.data"),
     ("unknown-flag", "main", [TINY, "--bogus=1", f"--workdir={NEW}"], 2, "'bogus'"),
     # config values
     ("batch-size-zero", "main", [TINY, "--config.train.batch_size=0", f"--workdir={NEW}"], 2,
