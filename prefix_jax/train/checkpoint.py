@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -148,6 +149,15 @@ def _os_error(e: BaseException) -> OSError | None:
   return None
 
 
-def _remove_temporaries(folder: Path) -> None:
+def _remove_temporaries(folder: Path, settle_s: float = 0.2, timeout_s: float = 10.0) -> None:
+  """Removes the temporary folders of a failed save. Orbax writes the parts of a checkpoint
+  concurrently, so writes of other parts may still be landing: wait until the folders stop
+  changing first (else they would be re-created after the removal)."""
+  def snapshot():
+    return sorted(str(p) for p in folder.glob("*.orbax-checkpoint-tmp*/**/*"))
+  last, deadline = None, time.monotonic() + timeout_s
+  while time.monotonic() < deadline and (now := snapshot()) != last:
+    last = now
+    time.sleep(settle_s)
   for tmp in folder.glob("*.orbax-checkpoint-tmp*"):
     shutil.rmtree(tmp, ignore_errors=True)
