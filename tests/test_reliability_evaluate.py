@@ -23,7 +23,7 @@ def _evaluate(*args) -> int:
   argv = ["prefix_jax.evaluate", *args]
   with mock.patch.object(sys, "argv", argv), pytest.raises(SystemExit) as e:
     evaluate_cli._main_with_flags()
-  return e.value.code
+  return e.value.code or 0
 
 
 def test_main_prints_scores_and_evaluate_never_overwrites_another_result(tmp_path, capfd,

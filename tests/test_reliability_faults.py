@@ -149,3 +149,22 @@ def test_signal_saves_the_current_step_and_the_run_resumes_equal(reference, tmp_
   rows = [json.loads(x) for x in (wd / "metrics.jsonl").read_text().splitlines()]
   times = [r["time"] for r in rows]
   assert times == sorted(times), times  # time continues across the resume
+
+
+def test_ctrl_c_during_the_imports_of_the_command_is_not_lost(tmp_path):
+  """`python -m prefix_jax.main` installs its handlers before importing JAX: Ctrl-C a second
+  into start-up stops the run cleanly (exit 130, one line), and nothing was trained."""
+  import time
+  wd = tmp_path / "w"
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "prefix_jax.main", f"--config={E2E}:model=tiny-llama",
+       f"--workdir={wd}", "--config.train.num_steps=2", "--config.train.batch_size=4",
+       "--config.data.max_source_len=24"], cwd=ROOT, env=with_xla_flags({}),
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  time.sleep(1.0)
+  proc.send_signal(signal.SIGINT)
+  out, err = proc.communicate(timeout=600)
+  assert proc.returncode == 130, err
+  assert "Traceback" not in err and err.strip().splitlines()[-1].startswith(
+      "error: interrupted at step 0/2"), err
+  assert not (wd / "checkpoints").exists() or not any((wd / "checkpoints").iterdir())

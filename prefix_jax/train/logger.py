@@ -58,16 +58,21 @@ class MetricLogger:
       self.tb.close()
 
 
-def _last_time(path: Path) -> float:
-  """The `time` of the last complete row of a metrics.jsonl (0 if none)."""
-  if not path.exists():
-    return 0.0
-  for line in reversed(path.read_text().splitlines()):
+def read_rows(path: Path) -> list[dict]:
+  """The complete rows of a metrics.jsonl (a row cut short by a kill is skipped)."""
+  rows = []
+  for line in Path(path).read_text().splitlines() if Path(path).exists() else ():
     try:
-      return float(json.loads(line)["time"])
-    except (ValueError, KeyError, TypeError):
-      continue  # a row cut short by a kill
-  return 0.0
+      rows.append(json.loads(line))
+    except ValueError:
+      continue
+  return rows
+
+
+def _last_time(path: Path) -> float:
+  """The `time` of the last row of a metrics.jsonl (0 if none): time continues on resume."""
+  rows = read_rows(path)
+  return float(rows[-1].get("time", 0.0)) if rows else 0.0
 
 
 def plot_curves(workdir: Path, out_name: str = "curves.png") -> Path | None:
@@ -78,7 +83,7 @@ def plot_curves(workdir: Path, out_name: str = "curves.png") -> Path | None:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+  rows = read_rows(path)
   fig, ax = plt.subplots(figsize=(6, 4))
   for split in ("train", "eval"):
     pts = [(r["step"], r["loss"]) for r in rows if r["split"] == split and "loss" in r]

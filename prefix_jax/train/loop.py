@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import logging
 import os
 import time
 from pathlib import Path
@@ -212,7 +211,7 @@ def _restore(run: _Run, ckpt: Checkpointer):
     state, meta = restored
     run.train_iter.set_state(meta["data"])
     step_rng = jnp.asarray(np.asarray(meta["rng"], np.uint32))
-    logging.info("resumed from step %d", int(state.step))
+    print(f"resumed from step {int(state.step)}", flush=True)
   if run.is_main:
     _write_atomic(run.workdir / "config.json",
                   run.config.to_json_best_effort(indent=1, sort_keys=True))
