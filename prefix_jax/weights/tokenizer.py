@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Iterable
 
+from prefix_jax import paths
 from prefix_jax.weights.errors import MissingFileError, WeightsError, one_line
 
 # Names of special tokens, most specific first, used when no special_tokens_map.json says.
@@ -142,6 +143,5 @@ def _special_ids(hf_tok, map_file: Path) -> dict[str, int | None]:
 def gpt2_tokenizer(path=None) -> Tokenizer:
   """GPT-2's byte-level BPE (`<|endoftext|>` = 50256 is both BOS and EOS; no pad token)."""
   if path is None:
-    from prefix_jax import paths
     path = paths.shared_path("models", "gpt2-tokenizer", "tokenizer.json")
   return Tokenizer.from_file(path)
