@@ -59,16 +59,19 @@ def evaluate_workdir(config, workdir, *, prefix_file=None, split: str | None = N
   return dict(scores)
 
 
-def results_names(config, run_config: dict | None, split: str) -> tuple[str, str]:
-  """(predictions file, scores file) for decoding `split` with `config` in a workdir whose run
-  was configured as `run_config` (its config.json). The run's own config on its test split
-  writes predictions.txt / scores.json (what `main` writes); another split or config gets its
-  own names, so one evaluation never overwrites another's results."""
+def results_names(config, run_config: dict | None, split: str,
+                  prefix_file: str | None = None) -> tuple[str, str]:
+  """(predictions file, scores file) for decoding `split` with `config` (and `prefix_file`,
+  None: the run's own) in a workdir whose run was configured as `run_config` (its
+  config.json). The run's own config and prefix on its test split write predictions.txt /
+  scores.json (what `main` writes); any other split, config or prefix gets its own names, so
+  one evaluation never overwrites another's results."""
   mine = json.loads(config.to_json_best_effort(sort_keys=True))
-  if run_config is not None and mine == run_config and split == config.data.test_split:
+  same = run_config is not None and mine == run_config and prefix_file is None
+  if same and split == config.data.test_split:
     return "predictions.txt", "scores.json"
-  tag = split if run_config is None or mine == run_config else (
-      f"{split}-{hashlib.sha1(json.dumps(mine, sort_keys=True).encode()).hexdigest()[:8]}")
+  key = json.dumps([mine, str(prefix_file)], sort_keys=True).encode()
+  tag = split if same else f"{split}-{hashlib.sha1(key).hexdigest()[:8]}"
   return f"predictions.{tag}.txt", f"scores.{tag}.json"
 
 
@@ -115,7 +118,7 @@ def _main_with_flags(argv=None):
   def main(argv):
     del argv
     split_name = split.value or config.value.data.test_split
-    out_name, scores_name = results_names(config.value, run_config, split_name)
+    out_name, scores_name = results_names(config.value, run_config, split_name, prefix.value)
     with cli.one_line_errors():
       scores = evaluate_workdir(config.value, workdir.value, prefix_file=prefix.value,
                                 split=split_name, out_name=out_name, scores_name=scores_name)

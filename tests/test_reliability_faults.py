@@ -3,6 +3,7 @@ during compilation and mid-run. Each run then resumes and finishes bitwise equal
 uninterrupted run (the resumes run in-process; the signals go to a subprocess)."""
 import errno
 import json
+import logging
 import signal
 import subprocess
 import sys
@@ -69,7 +70,7 @@ def test_non_finite_parameters_are_never_saved_and_the_run_resumes(reference, tm
 
 
 def test_disk_full_during_a_save_keeps_earlier_checkpoints_and_no_temporary(
-    reference, tmp_path, monkeypatch):
+    reference, tmp_path, monkeypatch, caplog):
   from orbax.checkpoint._src.handlers import json_checkpoint_handler as jh
   wd = tmp_path / "full"
   real = jh.JsonCheckpointHandler._save_fn
@@ -85,7 +86,7 @@ def test_disk_full_during_a_save_keeps_earlier_checkpoints_and_no_temporary(
   with pytest.raises(CheckpointError, match="cannot save checkpoint step 3 .*No space left on "
                      r"device.*earlier checkpoints \[1, 2\] are kept"):
     train_and_evaluate(_config(), wd)
-  assert calls and "\n" not in str(calls)
+  assert calls and not [r for r in caplog.records if r.levelno >= logging.ERROR]  # no traceback
   monkeypatch.undo()
   assert _steps(wd) == [1, 2]
   assert not [p for p in (wd / "checkpoints").iterdir() if "tmp" in p.name]
@@ -129,10 +130,10 @@ def _signal_run(wd, **env):
 
 
 @pytest.mark.parametrize("sig,env,code,saved", [
-    (signal.SIGINT, {"PREFIX_JAX_TEST_INT_AT_PHASE": "set-up"}, 130, []),
+    (signal.SIGTERM, {"PREFIX_JAX_TEST_TERM_AT_PHASE": "set-up"}, 0, []),
     (signal.SIGTERM, {"PREFIX_JAX_TEST_TERM_BEFORE": "1,0.3"}, 0, [1]),  # compiling step 1
     (signal.SIGINT, {"PREFIX_JAX_TEST_INT_AT": "2"}, 130, [2]),
-], ids=["sigint-at-start-up", "sigterm-during-compilation", "sigint-mid-run"])
+], ids=["sigterm-at-start-up", "sigterm-during-compilation", "sigint-mid-run"])
 def test_signal_saves_the_current_step_and_the_run_resumes_equal(reference, tmp_path, sig, env,
                                                                   code, saved):
   wd = tmp_path / "sig"

@@ -10,7 +10,9 @@ as they were; a resume whose latest checkpoint is unreadable moves it aside to
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import shutil
 import sys
 import time
@@ -26,9 +28,11 @@ class WorkdirError(UserError, ValueError):
   """The workdir cannot be used for this run (message names the path and the mismatch)."""
 
 
-def check_workdir(workdir: Path, signature: dict, write: bool = True) -> None:
+def check_workdir(workdir: Path, signature: dict, write: bool = True,
+                  dry_run: bool = False) -> None:
   """Creates workdir if needed, checks it is writable and belongs to this run. Only the main
-  process (`write`) records run.json; the others check it after a barrier."""
+  process (`write`) records run.json; the others check it after a barrier. `dry_run`: every
+  check, but run.json is not written yet."""
   workdir = Path(workdir)
   try:
     workdir.mkdir(parents=True, exist_ok=True)
@@ -54,7 +58,7 @@ def check_workdir(workdir: Path, signature: dict, write: bool = True) -> None:
   elif any((workdir / "checkpoints").glob("*")):
     raise WorkdirError(f"workdir {workdir} holds checkpoints but no run.json; refusing to "
                        "mix runs")
-  else:
+  elif not dry_run:
     run_file.write_text(json.dumps(signature, indent=1, sort_keys=True))
 
 
@@ -80,8 +84,9 @@ class Checkpointer:
   def _save(self, mgr, step: int, state, meta: dict, **kw) -> None:
     args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
     try:
-      mgr.save(step, args=args, force=True, **kw)
-      mgr.wait_until_finished()
+      with _orbax_errors_quiet():  # a failure is reported once, below, not as log tracebacks
+        mgr.save(step, args=args, force=True, **kw)
+        mgr.wait_until_finished()
     except Exception as e:
       _remove_temporaries(Path(mgr.directory))
       cause = _os_error(e)
@@ -138,6 +143,17 @@ class Checkpointer:
   def close(self):
     self.latest.close()
     self.best.close()
+
+
+@contextlib.contextmanager
+def _orbax_errors_quiet():
+  logger = logging.getLogger("absl")
+  level = logger.level
+  logger.setLevel(logging.CRITICAL)
+  try:
+    yield
+  finally:
+    logger.setLevel(level)
 
 
 def _os_error(e: BaseException) -> OSError | None:

@@ -168,13 +168,15 @@ def _set_up(config, workdir: Path) -> _Run:
   spec = prefix_spec(config)
   mesh = mesh_lib.make_mesh(config.train.num_devices)
   _check_fits(config, cfg, spec, mesh)
+  signature = run_signature(config, cfg, spec)
+  check_workdir(workdir, signature, write=is_main, dry_run=True)  # fail fast, write nothing
   train_iter = train_data.train_iterator(config, tokenizer, cfg, jax.process_index(),
                                          jax.process_count(), num_devices=mesh.devices.size)
   total_steps = config.train.num_steps or config.train.num_epochs * train_iter.steps_per_epoch
   optimizer = build_optimizer(config.optim, total_steps)
   eval_batches = train_data.eval_loss_batches(config, tokenizer, cfg)
   # Last, once every other input is known good: the first write to the workdir.
-  check_workdir(workdir, run_signature(config, cfg, spec), write=is_main)
+  check_workdir(workdir, signature, write=is_main)
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
     multihost_utils.sync_global_devices("workdir checked")
