@@ -52,7 +52,7 @@ def flag_error_line(e: Exception, argv: list[str]) -> str:
   return msg
 
 
-def _data_error_line(e: Exception) -> str | None:
+def _data_error_line(e: Exception, task: str | None) -> str | None:
   """The data layer's bad-input errors that are not `UserError`s: corrupt files (file and
   line), missing splits, unknown tasks, fewer examples than one batch, a split where every
   row was malformed (TFDS)."""
@@ -63,20 +63,21 @@ def _data_error_line(e: Exception) -> str | None:
   if isinstance(e, ValueError) and "cannot fill one global batch" in str(e):  # data.iterator
     return f"{e} (train.batch_size); use a smaller batch or more training examples"
   if isinstance(e, AssertionError) and "No examples were yielded" in str(e):
-    return (f"{one_line(e)} (every row of the split's file is malformed or empty; the data "
-            "report in the TFDS dataset info names them)")
+    return (f"task {task!r}: {one_line(e)} (every row of the split's file is malformed or "
+            "empty; the data report in the TFDS dataset info names them)")
   return None
 
 
 @contextlib.contextmanager
-def one_line_errors():
-  """`UserError`s (and the data errors above) -> `error: <message>`, exit `e.exit_code`."""
+def one_line_errors(task: str | None = None):
+  """`UserError`s (and the data errors above, of `task`) -> `error: <message>`, exit
+  `e.exit_code`."""
   try:
     yield
   except UserError as e:
     fail(str(e), e.exit_code)
   except (KeyError, ValueError, AssertionError) as e:
-    line = _data_error_line(e)
+    line = _data_error_line(e, task)
     if line is None:
       raise
     fail(line)

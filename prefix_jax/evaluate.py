@@ -119,7 +119,7 @@ def _main_with_flags(argv=None):
     del argv
     split_name = split.value or config.value.data.test_split
     out_name, scores_name = results_names(config.value, run_config, split_name, prefix.value)
-    with cli.one_line_errors():
+    with cli.one_line_errors(config.value.get("task")):
       scores = evaluate_workdir(config.value, workdir.value, prefix_file=prefix.value,
                                 split=split_name, out_name=out_name, scores_name=scores_name)
     print(json.dumps(scores, indent=1))

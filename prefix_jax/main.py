@@ -30,7 +30,7 @@ from prefix_jax.train.loop import train_and_evaluate  # noqa: E402
 def run(config, workdir, evaluate: bool = True, hooks=None) -> dict:
   """Train (resuming), then decode + score the test split. Exits non-zero on bad input
   (one line), 130 after saving when interrupted by SIGINT."""
-  with cli.one_line_errors():
+  with cli.one_line_errors(config.get("task")):
     summary = train_and_evaluate(config, workdir, hooks=hooks)
     if summary["status"] == "completed" and evaluate:
       summary["scores"] = evaluate_workdir(config, workdir)
