@@ -26,7 +26,7 @@ def main(argv):
   del argv
   from prefix_jax import paths
   from prefix_jax.evaluate import evaluate_workdir
-  from prefix_jax.main import user_errors
+  from prefix_jax.cli import one_line_errors
   from prefix_jax.train.backbone import load_backbone
   from prefix_jax.train.loop import train_and_evaluate
   config, workdir = _CONFIG.value, Path(_WORKDIR.value)
@@ -35,7 +35,7 @@ def main(argv):
           "reachable offline; set PREFIX_JAX_SHARED to it", file=sys.stderr)
     sys.exit(2)
   t0 = time.time()
-  try:
+  with one_line_errors():
     bundle = load_backbone(config.model, seed=config.seed)
     summary = train_and_evaluate(config, workdir)
     if summary["status"] != "completed":
@@ -45,9 +45,6 @@ def main(argv):
                               out_name="predictions_before.txt",
                               scores_name="scores_before.json", backbone_bundle=bundle)
     after = evaluate_workdir(config, workdir, backbone_bundle=bundle)
-  except user_errors() as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
   rows = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
   train = [r for r in rows if r["split"] == "train"]
   evals = [r for r in rows if r["split"] == "eval"]

@@ -1,19 +1,25 @@
 """Decode a split with a trained prefix and score it: `predictions.txt` and `scores.json`.
 
-`python -m prefix_jax.evaluate --config=configs/e2e.py --workdir=DIR [--prefix=FILE]`
+`python -m prefix_jax.evaluate --workdir=DIR [--config=configs/e2e.py] [--split=S]
+[--prefix=FILE] [--config.decode.beam_size=5 ...]`. The config defaults to the run's own
+(WORKDIR/config.json); results of another split or config get their own file names
+(`results_names`), so nothing another evaluation wrote is overwritten.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
 
+import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
 import jax
 import numpy as np
 
+from prefix_jax import cli
 from prefix_jax.decode import DecodeConfig, generate_dataset
 from prefix_jax.decode.dataset import newline_ids, write_lines_atomic
 from prefix_jax.models import build_model
@@ -93,26 +99,72 @@ def evaluate_workdir(config, workdir, *, prefix_file=None, split: str | None = N
   return dict(scores)
 
 
-def _main_with_flags():
-  config = config_flags.DEFINE_config_file("config", None, "config file[:arg]",
-                                           lock_config=True)
+def results_names(config, run_config: dict | None, split: str,
+                  prefix_file: str | None = None) -> tuple[str, str]:
+  """(predictions file, scores file) for decoding `split` with `config` (and `prefix_file`,
+  None: the run's own) in a workdir whose run was configured as `run_config` (its
+  config.json). The run's own config and prefix on its test split write predictions.txt /
+  scores.json (what `main` writes); any other split, config or prefix gets its own names, so
+  one evaluation never overwrites another's results."""
+  mine = json.loads(config.to_json_best_effort(sort_keys=True))
+  same = run_config is not None and mine == run_config and prefix_file is None
+  if same and split == config.data.test_split:
+    return "predictions.txt", "scores.json"
+  key = json.dumps([mine, str(prefix_file)], sort_keys=True).encode()
+  tag = split if same else f"{split}-{hashlib.sha1(key).hexdigest()[:8]}"
+  return f"predictions.{tag}.txt", f"scores.{tag}.json"
+
+
+def _argv_value(argv: list[str], name: str) -> str | None:
+  """The value of `--name=V` / `--name V` in argv, before absl parses it."""
+  for i, arg in enumerate(argv):
+    if arg.startswith(f"--{name}="):
+      return arg.split("=", 1)[1]
+    if arg == f"--{name}" and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
+
+
+def _run_config(workdir) -> dict | None:
+  path = Path(workdir) / "config.json" if workdir else None
+  if path is None or not path.is_file():
+    return None
+  try:
+    return json.loads(path.read_text())
+  except json.JSONDecodeError as e:
+    cli.fail(f"{path}, line {e.lineno}: not valid JSON ({e.msg}); pass --config=FILE")
+
+
+def _main_with_flags(argv=None):
+  """Flags: --workdir (required), --config (default: the workdir's config.json; `--config.x.y`
+  overrides either), --prefix, --split."""
+  argv = sys.argv if argv is None else argv
+  run_config = _run_config(_argv_value(argv, "workdir"))
+  if _argv_value(argv, "config") is None and run_config is not None:
+    try:  # a config dict flag applies the `--config.x.y` overrides as it is defined
+      config = config_flags.DEFINE_config_dict("config", ml_collections.ConfigDict(run_config),
+                                               lock_config=True)
+    except Exception as e:
+      cli.fail(cli.flag_error_line(e, argv))
+  else:
+    config = config_flags.DEFINE_config_file("config", None, "config file[:arg] (default: "
+                                             "WORKDIR/config.json)", lock_config=True)
+    flags.mark_flag_as_required("config")
   workdir = flags.DEFINE_string("workdir", None, "run directory holding prefix.safetensors")
   prefix = flags.DEFINE_string("prefix", None, "prefix file (default: WORKDIR/prefix.safetensors)")
   split = flags.DEFINE_string("split", None, "split (default: config.data.test_split)")
-  flags.mark_flags_as_required(["config", "workdir"])
+  flags.mark_flag_as_required("workdir")
 
   def main(argv):
     del argv
-    from prefix_jax.main import user_errors
-    try:
+    split_name = split.value or config.value.data.test_split
+    out_name, scores_name = results_names(config.value, run_config, split_name, prefix.value)
+    with cli.one_line_errors(config.value.get("task")):
       scores = evaluate_workdir(config.value, workdir.value, prefix_file=prefix.value,
-                                split=split.value)
-    except user_errors() as e:
-      print(f"error: {e}", file=sys.stderr)
-      sys.exit(2)
+                                split=split_name, out_name=out_name, scores_name=scores_name)
     print(json.dumps(scores, indent=1))
 
-  app.run(main)
+  app.run(main, argv=argv, flags_parser=cli.parse_flags)
 
 
 if __name__ == "__main__":

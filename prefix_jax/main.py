@@ -1,53 +1,45 @@
 """Launch a run: `python -m prefix_jax.main --config=configs/e2e.py:model=...,method=prefix
---workdir=DIR [--config.train.batch_size=4 ...] [--evaluate]`.
+--workdir=DIR [--config.train.batch_size=4 ...] [--noevaluate]`.
 
 Trains (resuming from the workdir's latest checkpoint), exports the prefix, then decodes the
-test split and writes `predictions.txt` and `scores.json` (unless `--noevaluate`).
-Bad input exits non-zero with one line naming the problem.
+test split, writes `predictions.txt` and `scores.json` (unless `--noevaluate`) and prints the
+scores. Bad input exits 2 with one line naming the problem; see `prefix_jax.errors` for the
+exit codes and docs/errors.md for the table of bad inputs.
 """
 from __future__ import annotations
 
-import sys
+from prefix_jax import runtime
+from prefix_jax.train import preemption
 
-from absl import app, flags
-from ml_collections import config_flags
+if __name__ == "__main__":  # first thing: a signal during the imports below is not lost, and
+  preemption.install()  # malloc is set before JAX starts its threads (see runtime.py)
+  runtime.keep_freed_memory()
 
+import json  # noqa: E402
+import sys  # noqa: E402
 
-# Errors that mean "bad input": one line, exit 2, nothing on disk touched.
-def user_errors():
-  from prefix_jax.data.batching import PackingError
-  from prefix_jax.data.sources import DataUnavailableError
-  from prefix_jax.data.tasks import SplitSchemeError
-  from prefix_jax.methods import MethodError
-  from prefix_jax.prefixes import PrefixShapeError
-  from prefix_jax.train.checkpoint import WorkdirError
-  from prefix_jax.train.export import PrefixFileError
-  from prefix_jax.train.loop import ConfigError
-  from prefix_jax.train.mesh import MeshConfigError
-  from prefix_jax.train.data import BudgetError
-  from prefix_jax.train.heads import HeadFileError
-  from prefix_jax.train.optim import OptimConfigError
-  from prefix_jax.weights.errors import WeightsError
-  return (ConfigError, WorkdirError, PrefixShapeError, MeshConfigError, OptimConfigError,
-          WeightsError, DataUnavailableError, PrefixFileError, PackingError, FileNotFoundError,
-          BudgetError, HeadFileError, SplitSchemeError, MethodError)
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from prefix_jax import cli  # noqa: E402
+from prefix_jax.errors import EXIT_INTERRUPTED  # noqa: E402
+from prefix_jax.evaluate import evaluate_workdir  # noqa: E402
+from prefix_jax.train.loop import train_and_evaluate  # noqa: E402
 
 
-def run(config, workdir, evaluate: bool = True) -> dict:
-  """Train (resuming), then decode + score the test split. Exits non-zero on bad input."""
-  from prefix_jax.train.loop import TrainingDiverged, train_and_evaluate
-  try:
-    summary = train_and_evaluate(config, workdir)
+def run(config, workdir, evaluate: bool = True, hooks=None) -> dict:
+  """Train (resuming), then decode + score the test split. Exits non-zero on bad input
+  (one line), 130 after saving when interrupted by SIGINT."""
+  with cli.one_line_errors(config.get("task")):
+    summary = train_and_evaluate(config, workdir, hooks=hooks)
     if summary["status"] == "completed" and evaluate:
-      from prefix_jax.evaluate import evaluate_workdir
       summary["scores"] = evaluate_workdir(config, workdir)
-  except TrainingDiverged as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(3)
-  except user_errors() as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
   print(f"{summary['status']} at step {summary['step']}/{summary['total_steps']}")
+  if summary["status"] == "interrupted":
+    cli.fail(f"interrupted at step {summary['step']}/{summary['total_steps']} (saved; run the "
+             "same command to resume)", EXIT_INTERRUPTED)
+  if "scores" in summary:
+    print(json.dumps(summary["scores"], indent=1))
   return summary
 
 
@@ -57,10 +49,9 @@ def _main_with_flags():
   workdir = flags.DEFINE_string("workdir", None, "directory for checkpoints, logs, outputs")
   evaluate = flags.DEFINE_bool("evaluate", True, "decode and score the test split after training")
   flags.mark_flags_as_required(["config", "workdir"])
-  app.run(lambda argv: run(config.value, workdir.value, evaluate.value) and None)
+  app.run(lambda argv: run(config.value, workdir.value, evaluate.value) and None,
+          flags_parser=cli.parse_flags)
 
 
 if __name__ == "__main__":
-  from prefix_jax.runtime import keep_freed_memory
-  keep_freed_memory()  # before JAX starts its threads (see prefix_jax/runtime.py)
   _main_with_flags()

@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from prefix_jax.errors import UserError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-class SharedDataMissing(FileNotFoundError):
+class SharedDataMissing(UserError, FileNotFoundError):
   """Raised when a file expected under the shared directory is absent."""
 
 

@@ -17,7 +17,7 @@ from prefix_jax.prefixes import materialize
 from prefix_jax.train.backbone import load_backbone
 from prefix_jax.train.checkpoint import WorkdirError
 from prefix_jax.train.export import PrefixFileError, load_prefix
-from prefix_jax.train.loop import ConfigError, TrainingDiverged, train_and_evaluate
+from prefix_jax.train.loop import ConfigError, Hooks, TrainingDiverged, train_and_evaluate
 import probe
 from conftest import with_xla_flags
 from run_tiny import tiny_config
@@ -136,10 +136,12 @@ def test_sigterm_saves_current_step_and_exits_zero(tmp_path, shared_dir):
 
 def test_nan_stops_run_and_keeps_last_checkpoint(tmp_path, shared_dir):
   wd = tmp_path / "nan"
-  config = tiny_config(E2E, **{"train.num_steps": 6, "train.inject_nan_at_step": 3})
+  config = tiny_config(E2E, **{"train.num_steps": 6})
+  poison = lambda step, batch: dict(batch, weights=batch["weights"] * np.float32("nan")) \
+      if step == 3 else batch
   with pytest.raises(TrainingDiverged, match="loss is nan at step 3.*last good checkpoint: "
                      "step 2"):
-    train_and_evaluate(config, wd)
+    train_and_evaluate(config, wd, hooks=Hooks(before_step=poison))
   ckpt_dir = wd / "checkpoints" / "2"
   before = {p: p.stat().st_mtime_ns for p in ckpt_dir.rglob("*")}
   assert sorted(int(p.name) for p in (wd / "checkpoints").iterdir() if p.name.isdigit()) == [2]

@@ -4,6 +4,7 @@ import shutil
 import struct
 import time
 
+import numpy as np
 import pytest
 
 from prefix_jax.weights import (MissingFileError, OfflineError, PickleRefusedError, WeightsError,
@@ -111,3 +112,11 @@ def test_hub_reachability_check_is_bounded():
   assert hub.hub_reachable("unresolvable.invalid", timeout=1.0) is False
   hub.hub_reachable(timeout=1.0)  # either answer, but quickly
   assert time.monotonic() - t0 < 4
+
+
+def test_llama2c_folder_loads_like_its_bin(stories_copy, cache):
+  by_file = load_pretrained(stories_copy)
+  by_folder = load_pretrained(stories_copy.parent)
+  assert by_folder[0] == by_file[0] and by_folder[2].vocab_size == by_file[2].vocab_size
+  np.testing.assert_array_equal(by_folder[1]["embed"]["embedding"],
+                                by_file[1]["embed"]["embedding"])

@@ -78,9 +78,16 @@ def _error(source, match, cls=WeightsError):
   assert match in msg, msg
 
 
-def test_missing_tokenizer(tmp_path, stories, cache):
+def test_missing_tokenizer_loads_weights_and_fails_when_used(tmp_path, stories, cache):
   _, (cfg, params, _) = stories
-  _error(write_hf_dir(tmp_path / "hf", cfg, params), "no tokenizer.json", MissingFileError)
+  folder = write_hf_dir(tmp_path / "hf", cfg, params)
+  got_cfg, got, tok = load_pretrained(folder)
+  assert got_cfg == cfg and not tok
+  np.testing.assert_array_equal(got["embed"]["embedding"], params["embed"]["embedding"])
+  for use in (lambda: tok.encode("hi"), lambda: tok.decode([1]), lambda: tok.eos_id):
+    with pytest.raises(MissingFileError, match="no tokenizer.json") as e:
+      use()
+    assert str(folder) in str(e.value) and "\n" not in str(e.value)
 
 
 def test_truncated_safetensors(tmp_path, stories, cache):

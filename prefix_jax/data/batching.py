@@ -12,6 +12,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from prefix_jax.data.encode import Encoded
+from prefix_jax.errors import UserError
 
 
 def default_buckets(max_length: int, step: int = 16) -> tuple[int, ...]:
@@ -71,7 +72,7 @@ def pack_train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
   return batch
 
 
-class PackingError(ValueError):
+class PackingError(UserError, ValueError):
   """Examples that cannot be packed as asked (one longer than a row)."""
 
 

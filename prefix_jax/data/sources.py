@@ -14,11 +14,12 @@ import urllib.parse
 from pathlib import Path
 
 from prefix_jax import paths
+from prefix_jax.errors import UserError
 
 PROBE_TIMEOUT_S = 3.0
 
 
-class DataUnavailableError(FileNotFoundError):
+class DataUnavailableError(UserError, FileNotFoundError):
   """Neither the manual directory nor the network can provide a dataset's files."""
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
+from prefix_jax.errors import UserError
 from prefix_jax.data import datasets, linearize
 from prefix_jax.data.encode import EvalRecord, TextExample
 from prefix_jax.data.lowdata import lowdata_subset
@@ -27,7 +28,7 @@ DEFAULT_SPLITS = {  # (train, eval)
 SPLIT_SCHEMES = {"xsum": datasets.CONFIG_SCHEMES["xsum"], "webnlg": ("standard", "seen_to_unseen")}
 
 
-class SplitSchemeError(ValueError):
+class SplitSchemeError(UserError, ValueError):
   """A split scheme the task does not have."""
 
 

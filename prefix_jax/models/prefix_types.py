@@ -17,12 +17,14 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from prefix_jax.errors import UserError
+
 Array = jax.Array
 
 FORMS = ("hidden", "kv", "prompt")
 
 
-class PrefixShapeError(ValueError):
+class PrefixShapeError(UserError, ValueError):
   """A prefix whose shapes do not fit the backbone or the batch."""
 
 

@@ -7,6 +7,8 @@ import json
 import re
 from pathlib import Path
 
+from prefix_jax.errors import UserError
+
 # Keys that change only the trainable prefix (or its optimizer / its data order): cells that
 # differ only in these can train as one program (`train.multi`).
 PREFIX_SIDE = frozenset({
@@ -17,7 +19,7 @@ PREFIX_SIDE = frozenset({
 SEED_KEYS = ("seed",)
 
 
-class SweepError(ValueError):
+class SweepError(UserError, ValueError):
   """A bad sweep option (message names it)."""
 
 

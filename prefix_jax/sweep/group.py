@@ -17,12 +17,10 @@ import time
 from pathlib import Path
 
 from prefix_jax.evaluate import evaluate_workdir
-from prefix_jax.main import user_errors
-from prefix_jax.sweep.grid import (PREFIX_SIDE, Cell, SweepError, cell_status, load_config,
+from prefix_jax import cli
+from prefix_jax.sweep.grid import (PREFIX_SIDE, Cell, cell_status, load_config,
                                    split_config)
 from prefix_jax.sweep.record import outcome, record_wall
-from prefix_jax.train.loop import TrainingDiverged
-from prefix_jax.train.multi import MultiConfigError
 from prefix_jax.train.multi_run import train_members
 
 GROUP_DIR = "_one_program"
@@ -93,14 +91,8 @@ def main(argv) -> int:
   if len(argv) != 2:
     print("usage: python -m prefix_jax.sweep.group MEMBERS.json", file=sys.stderr)
     return 2
-  try:
+  with cli.one_line_errors():
     run_group_file(argv[1])
-  except TrainingDiverged as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 3
-  except (SweepError, MultiConfigError, *user_errors()) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
   return 0
 
 

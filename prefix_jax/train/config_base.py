@@ -62,7 +62,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train = ml_collections.ConfigDict(dict(
       batch_size=10, accum_steps=1, num_epochs=5, num_steps=0, log_every=50, eval_every=0,
       checkpoint_every=500, keep_checkpoints=2, num_devices=-1, fsdp=False,
-      trainable_pattern="", inject_nan_at_step=0,
+      trainable_pattern="",
       remat="dots"))  # what each block saves for backward: none | dots | full (models.remat)
   c.decode = ml_collections.ConfigDict(dict(
       beam_size=5, max_new_tokens=100, min_length=1, length_penalty=0.0, batch_size=16,

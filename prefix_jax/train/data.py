@@ -15,6 +15,7 @@ import re
 
 import numpy as np
 
+from prefix_jax.errors import UserError
 from prefix_jax import data as data_lib
 from prefix_jax.data.batching import host_share
 from prefix_jax.data.encode import Encoded
@@ -28,7 +29,7 @@ OVERFLOW = ("truncate", "refuse")
 CUT_REASONS = ("source_truncated", "target_truncated")
 
 
-class BudgetError(ValueError):
+class BudgetError(UserError, ValueError):
   """Prefix + source + target (+ new tokens) cannot fit the model's positions, or examples
   exceed the configured maxima with `data.overflow='refuse'`."""
 

@@ -15,12 +15,13 @@ from flax import traverse_util
 from safetensors.numpy import load_file, save_file
 from safetensors import safe_open
 
+from prefix_jax.errors import UserError
 from prefix_jax.models.config import ModelConfig
 from prefix_jax.prefixes import PrefixSpec
 from prefix_jax.prefixes.seq2seq_params import check_params_for, fold_reparam_for
 
 
-class PrefixFileError(ValueError):
+class PrefixFileError(UserError, ValueError):
   pass
 
 

@@ -10,6 +10,7 @@ import numpy as np
 from flax import traverse_util
 from safetensors.numpy import load_file, save_file
 
+from prefix_jax.errors import UserError
 from prefix_jax.models.bert import HEAD_PARAMS, init_head
 from prefix_jax.train.data import label_words
 from prefix_jax.train.loss import model_kind
@@ -17,7 +18,7 @@ from prefix_jax.train.loss import model_kind
 HEAD_FILE = "head.safetensors"
 
 
-class HeadFileError(ValueError):
+class HeadFileError(UserError, ValueError):
   """A head file that is missing or does not fit the backbone."""
 
 

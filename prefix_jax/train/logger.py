@@ -15,10 +15,14 @@ def interactive() -> bool:
 
 
 class MetricLogger:
+  """metrics.jsonl rows `{"step", "split", "time", **metrics}`; `time` (seconds of training)
+  continues across resumes from the file's last row."""
+
   def __init__(self, workdir: Path, total_steps: int, initial_step: int = 0,
                enabled: bool = True):
     self.workdir = Path(workdir)
     self.enabled = enabled
+    elapsed = _last_time(self.workdir / "metrics.jsonl") if enabled else 0.0
     self.jsonl = open(self.workdir / "metrics.jsonl", "a") if enabled else None
     self.tb = None
     if enabled:
@@ -26,7 +30,7 @@ class MetricLogger:
       self.tb = SummaryWriter(str(self.workdir / "tensorboard"))
     self.bar = tqdm.tqdm(total=total_steps, initial=initial_step, disable=not (
         enabled and interactive()), dynamic_ncols=True, unit="step")
-    self.t0 = time.time()
+    self.t0 = time.time() - elapsed
 
   def write(self, step: int, split: str, metrics: dict) -> None:
     if not self.enabled:
@@ -54,6 +58,23 @@ class MetricLogger:
       self.tb.close()
 
 
+def read_rows(path: Path) -> list[dict]:
+  """The complete rows of a metrics.jsonl (a row cut short by a kill is skipped)."""
+  rows = []
+  for line in Path(path).read_text().splitlines() if Path(path).exists() else ():
+    try:
+      rows.append(json.loads(line))
+    except ValueError:
+      continue
+  return rows
+
+
+def _last_time(path: Path) -> float:
+  """The `time` of the last row of a metrics.jsonl (0 if none): time continues on resume."""
+  rows = read_rows(path)
+  return float(rows[-1].get("time", 0.0)) if rows else 0.0
+
+
 def plot_curves(workdir: Path, out_name: str = "curves.png") -> Path | None:
   """Train / validation loss against step, from metrics.jsonl."""
   path = Path(workdir) / "metrics.jsonl"
@@ -62,7 +83,7 @@ def plot_curves(workdir: Path, out_name: str = "curves.png") -> Path | None:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+  rows = read_rows(path)
   fig, ax = plt.subplots(figsize=(6, 4))
   for split in ("train", "eval"):
     pts = [(r["step"], r["loss"]) for r in rows if r["split"] == split and "loss" in r]

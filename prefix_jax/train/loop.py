@@ -1,26 +1,32 @@
 """The training loop: config -> backbone -> data -> prefix -> compiled steps -> checkpoints.
 
-`train_and_evaluate(config, workdir)` is the one function `main.py` calls. Each arrow of the
-data path is a function call found by name: `load_backbone`, `data.train_iterator`,
-`init_prefix`, `make_train_step`, `Checkpointer.save`, `export_prefix`.
+`train_and_evaluate(config, workdir)` is the one function `main.py` calls. It reads top to
+bottom in four sections: set-up (`_set_up`: config checks, backbone, data, optimizer),
+restore (`_restore`: the latest readable checkpoint, else a fresh state), the step loop
+(`_step_loop`: steps, logs, evaluations, checkpoints, a stop on SIGTERM/SIGINT) and finish
+(`_finish`: final evaluation, prefix export, summary). Each arrow of the data path is a
+function call found by name: `load_backbone`, `data.train_iterator`, `init_prefix`,
+`make_train_step`, `Checkpointer.save`, `export_prefix`. Tests inject faults through `Hooks`.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
 import json
-import logging
-import signal
+import os
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from prefix_jax import methods
+from prefix_jax.errors import ConfigError, TrainingDiverged
 from prefix_jax.models import build_model
 from prefix_jax.models.remat import check_remat
+from prefix_jax.prefixes import PrefixSpec
 from prefix_jax.train import data as train_data
 from prefix_jax.train import mesh as mesh_lib
 from prefix_jax.train.backbone import load_backbone
@@ -29,15 +35,10 @@ from prefix_jax.train.export import backbone_signature, export_prefix
 from prefix_jax.train.logger import MetricLogger, plot_curves
 from prefix_jax.train.heads import export_trained_head, task_backbone
 from prefix_jax.train.optim import build_optimizer
+from prefix_jax.train import preemption
 from prefix_jax.train.step import init_state, make_train_step, trainable_loss
 
-
-class TrainingDiverged(RuntimeError):
-  """The loss became NaN/Inf; the last good checkpoint is left as it was."""
-
-
-class ConfigError(ValueError):
-  """A config value that cannot work (message names the key)."""
+__all__ = ["train_and_evaluate", "Hooks", "ConfigError", "TrainingDiverged", "validate_config"]
 
 
 def validate_config(config) -> None:
@@ -92,173 +93,279 @@ def maybe_initialize_distributed(config) -> None:
                                num_processes=d.num_processes, process_id=d.process_id)
 
 
-class _Preemption:
-  """Turns SIGTERM into a flag the loop checks after each step."""
-
-  def __init__(self):
-    self.requested = False
-    self._old = signal.signal(signal.SIGTERM, self._handle)
-
-  def _handle(self, signum, frame):
-    self.requested = True
-
-  def restore(self):
-    signal.signal(signal.SIGTERM, self._old)
+@dataclasses.dataclass(frozen=True)
+class Hooks:
+  """Fault injection for tests; the defaults do nothing. `on_phase(name)` runs as each
+  section starts ('set-up', 'restore', 'loop', 'finish'); `before_step(step, batch) -> batch`
+  before step `step` (1-based) and `after_step(step, state) -> state` after it."""
+  on_phase: Callable[[str], None] = lambda name: None
+  before_step: Callable[[int, dict], dict] = lambda step, batch: batch
+  after_step: Callable[[int, Any], Any] = lambda step, state: state
 
 
-def train_and_evaluate(config, workdir) -> dict:
-  """Trains (resuming from the latest checkpoint in workdir) and returns a summary dict."""
-  workdir = Path(workdir)
+@dataclasses.dataclass
+class _Run:
+  """What set-up builds and the later sections read."""
+  config: Any
+  workdir: Path
+  is_main: bool
+  cfg: Any
+  backbone: dict
+  tokenizer: Any
+  model: Any
+  method: Any
+  spec: PrefixSpec | None
+  mesh: Any
+  train_iter: Any
+  eval_batches: list
+  total_steps: int
+  optimizer: Any
+  prepared: Any  # methods.Prepared: initial trained tree, frozen rest, loss
+
+
+def train_and_evaluate(config, workdir, hooks: Hooks | None = None) -> dict:
+  """Trains (resuming from the latest checkpoint in workdir) and returns a summary dict.
+
+  summary['status']: 'completed', 'preempted' (SIGTERM) or 'interrupted' (SIGINT); a stopped
+  run has saved its current step. Raises a `UserError` subclass on bad input and
+  `TrainingDiverged` when the loss or the parameters stop being finite."""
+  hooks = hooks or Hooks()
+  owns_handlers = preemption.active() is None
+  stop = preemption.install()
+  try:
+    hooks.on_phase("set-up")
+    run = _set_up(config, Path(workdir))
+    hooks.on_phase("restore")
+    ckpt = Checkpointer(run.workdir, keep=config.train.keep_checkpoints)
+    try:
+      state, step_rng, restored = _restore(run, ckpt)
+      hooks.on_phase("loop")
+      state, status, eval_loss = _step_loop(run, ckpt, state, step_rng, restored, hooks, stop)
+      hooks.on_phase("finish")
+      return _finish(run, state, status, eval_loss)
+    finally:
+      ckpt.close()
+  finally:
+    if owns_handlers:
+      preemption.uninstall()
+
+
+# --- set-up -------------------------------------------------------------------------------
+
+def _set_up(config, workdir: Path) -> _Run:
+  """Checks the config and the workdir, loads the backbone, builds data and optimizer.
+  Writes nothing but run.json (and the workdir itself) to disk."""
   validate_config(config)
   maybe_initialize_distributed(config)
   is_main = jax.process_index() == 0
   cfg, backbone, tokenizer = load_backbone(config.model, seed=config.seed, dtype="float32")
-  cfg, backbone = task_backbone(config, cfg, backbone)
+  cfg, backbone = task_backbone(config, cfg, backbone)  # an encoder gets its task's head
   dtype = jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32
   model = build_model(cfg, dtype, remat=config.train.remat)
   method = methods.build_method(config, cfg, backbone)  # MethodError before any compile
   spec = method.spec
   train_data.check_budget(config, cfg)
   mesh = mesh_lib.make_mesh(config.train.num_devices)
-  if not config.data.pack_length:  # packed batches round their row count to the devices
-    mesh_lib.check_batch_size(config.train.batch_size, mesh)
-  if config.data.pack_length and config.data.pack_length + (
-      spec.length if spec else 0) > cfg.max_positions:
-    raise ConfigError(f"data.pack_length {config.data.pack_length} + prefix length exceeds the "
-                      f"model's max_positions {cfg.max_positions}")
+  _check_fits(config, cfg, spec, mesh)
   signature = run_signature(config, cfg, spec)
   if method.name not in methods.PREFIX_FAMILY:
     signature["method"] = method.signature
-  check_workdir(workdir, signature, write=is_main)
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-    multihost_utils.sync_global_devices("workdir checked")
-  if is_main:
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=1, sort_keys=True))
-
+  check_workdir(workdir, signature, write=is_main, dry_run=True)  # fail fast, write nothing
   train_iter = train_data.train_iterator(config, tokenizer, cfg, jax.process_index(),
                                          jax.process_count(), num_devices=mesh.devices.size)
   total_steps = config.train.num_steps or config.train.num_epochs * train_iter.steps_per_epoch
   optimizer = build_optimizer(config.optim, total_steps)
-  rng = jax.random.PRNGKey(config.seed)
-  init_rng, step_rng = jax.random.split(rng)
+  eval_batches = train_data.eval_loss_batches(config, tokenizer, cfg)
+  init_rng = jax.random.split(jax.random.PRNGKey(config.seed))[0]
   prepared = methods.prepare(method, model, backbone, init_rng, tokenizer)
-  frozen, prefix_params = prepared.frozen, prepared.trainable["prefix"]
-  state = init_state(prepared.trainable, optimizer)
+  # Last, once every other input is known good: the first write to the workdir.
+  check_workdir(workdir, signature, write=is_main)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices("workdir checked")
+  return _Run(config, workdir, is_main, cfg, backbone, tokenizer, model, method, spec, mesh,
+              train_iter, eval_batches, total_steps, optimizer, prepared)
 
-  ckpt = Checkpointer(workdir, keep=config.train.keep_checkpoints)
-  restored = ckpt.restore(state)
-  if restored is None and spec is not None and is_main:
-    # The starting point, for "before training" evaluations (e.g. `make demo`).
-    export_prefix(workdir / "prefix_init.safetensors", spec, cfg, jax.device_get(prefix_params))
+
+def _check_fits(config, cfg, spec, mesh) -> None:
+  """Config values that only fail against the model or the devices."""
+  prefix_len = spec.length if spec else 0
+  if prefix_len + 2 > cfg.max_positions:
+    raise ConfigError(f"prefix length {prefix_len} leaves no room for tokens in the model's "
+                      f"max_positions {cfg.max_positions}")
+  if not config.data.pack_length:  # packed batches round their row count to the devices
+    mesh_lib.check_batch_size(config.train.batch_size, mesh)
+  elif config.data.pack_length + prefix_len > cfg.max_positions:
+    raise ConfigError(f"data.pack_length {config.data.pack_length} + prefix length exceeds the "
+                      f"model's max_positions {cfg.max_positions}")
+
+
+# --- restore ------------------------------------------------------------------------------
+
+def _restore(run: _Run, ckpt: Checkpointer):
+  """(state, step_rng, restored?): the latest readable checkpoint, else a fresh state. Only
+  once that worked is config.json (re)written, so a failed resume leaves it as it was."""
+  step_rng = jax.random.split(jax.random.PRNGKey(run.config.seed))[1]
+  prefix_params = run.prepared.trainable["prefix"]
+  state = init_state(run.prepared.trainable, run.optimizer)
+  restored = ckpt.restore_latest_readable(state)
   if restored is not None:
     state, meta = restored
-    train_iter.set_state(meta["data"])
+    run.train_iter.set_state(meta["data"])
     step_rng = jnp.asarray(np.asarray(meta["rng"], np.uint32))
-    logging.info("resumed from step %d", int(state.step))
+    print(f"resumed from step {int(state.step)}", flush=True)
+  if run.is_main:
+    _write_atomic(run.workdir / "config.json",
+                  run.config.to_json_best_effort(indent=1, sort_keys=True))
+    if restored is None and run.spec is not None:
+      # The starting point, for "before training" evaluations (e.g. `make demo`).
+      export_prefix(run.workdir / "prefix_init.safetensors", run.spec, run.cfg,
+                    jax.device_get(prefix_params))
+  return state, step_rng, restored is not None
 
-  repl = mesh_lib.replicated(mesh)
-  frozen_sh = mesh_lib.backbone_shardings(frozen, mesh, config.train.fsdp)
-  frozen = jax.device_put(frozen, frozen_sh)
-  state = jax.device_put(state, repl)
-  loss_fn = prepared.loss_fn
-  step_fn = jax.jit(make_train_step(loss_fn, optimizer, config.train.accum_steps),
-                    in_shardings=(repl, frozen_sh, mesh_lib.batch_sharding(mesh), repl),
-                    out_shardings=(repl, repl), donate_argnums=(0,))
-  eval_fn = jax.jit(functools.partial(trainable_loss, loss_fn))
-  eval_batches = train_data.eval_loss_batches(config, tokenizer, cfg)
 
-  share = methods.share_summary(state.trainable, backbone)
-  if is_main:
-    print(f"method {method.name}: {share['trainable_params']:,} trainable parameters, "
-          f"{100 * share['trainable_share']:.4g}% of the backbone's {share['backbone_params']:,}")
-  start = int(state.step)
-  logger = MetricLogger(workdir, total_steps, start, enabled=is_main)
-  preempt = _Preemption()
+def _write_atomic(path: Path, text: str) -> None:
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text(text)
+  os.replace(tmp, path)
 
-  def data_meta():
-    return {"data": train_iter.get_state(), "rng": np.asarray(step_rng).tolist(),
-            "step": int(state.step)}
 
-  def evaluate() -> float:
+# --- the step loop ------------------------------------------------------------------------
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack([jnp.bool_(True)] + leaves))
+
+
+class _Compiled:
+  """The jitted step and eval functions with the frozen backbone placed on the mesh."""
+
+  def __init__(self, run: _Run, prepared):
+    mesh, config = run.mesh, run.config
+    self.repl = mesh_lib.replicated(mesh)
+    frozen_sh = mesh_lib.backbone_shardings(prepared.frozen, mesh, config.train.fsdp)
+    self.frozen = jax.device_put(prepared.frozen, frozen_sh)
+    loss_fn = prepared.loss_fn
+    self.step = jax.jit(make_train_step(loss_fn, run.optimizer, config.train.accum_steps),
+                        in_shardings=(self.repl, frozen_sh, mesh_lib.batch_sharding(mesh),
+                                      self.repl),
+                        out_shardings=(self.repl, self.repl), donate_argnums=(0,))
+    self._eval = jax.jit(functools.partial(trainable_loss, loss_fn))
+    self.eval_batches = run.eval_batches
+
+  def eval_loss(self, state) -> float:
+    """Mean loss per target token over the held-out batches."""
     total, weight = 0.0, 0.0
-    for batch in eval_batches:
-      loss, m = eval_fn(state.trainable, frozen, batch)
+    for batch in self.eval_batches:
+      loss, m = self._eval(state.trainable, self.frozen, batch)
       total += float(loss) * float(m["target_tokens"])
       weight += float(m["target_tokens"])
     return total / max(weight, 1.0)
 
-  status, t_last, tokens_since, loss_sum, loss_n = "completed", time.time(), 0.0, 0.0, 0
-  if restored is None and config.train.eval_every and eval_batches:
-    logger.write(0, "eval", {"loss": evaluate()})  # the starting point
+
+def _save(run: _Run, ckpt: Checkpointer, state, step_rng, score: float | None = None) -> None:
+  """Saves `state` (to best/ when `score` is given) only if every parameter is finite."""
+  step = int(state.step)
+  if not bool(_all_finite(state.trainable)):
+    raise TrainingDiverged(f"parameters are not finite after step {step}; stopped without "
+                           f"saving (last good checkpoint: step {ckpt.latest_step()} in "
+                           f"{run.workdir})")
+  meta = {"data": run.train_iter.get_state(), "rng": np.asarray(step_rng).tolist(),
+          "step": step}
+  if score is None:
+    ckpt.save(step, state, meta)
+  else:
+    ckpt.save_best(step, state, meta, score=score)
+
+
+def _step_loop(run: _Run, ckpt: Checkpointer, state, step_rng, restored: bool, hooks: Hooks,
+               stop: preemption.StopRequest):
+  """Runs steps until total_steps or a stop signal; returns (state, status, final eval loss
+  or None). Every step that ends the loop is saved."""
+  if stop.requested:  # a signal during set-up or restore: nothing new to save
+    return state, stop.status, None
+  config, t = run.config, run.config.train
+  compiled = _Compiled(run, run.prepared)
+  state = jax.device_put(state, compiled.repl)
+  logger = MetricLogger(run.workdir, run.total_steps, int(state.step), enabled=run.is_main)
+  window = _LossWindow()
   try:
-    while int(state.step) < total_steps:
-      step = int(state.step)
-      batch = train_iter.next_batch()
-      if config.train.inject_nan_at_step == step + 1:  # test hook: poison this step's loss
-        batch = dict(batch, weights=batch["weights"] * np.float32("nan"))
-      state, metrics = step_fn(state, frozen, mesh_lib.put_batch(batch, mesh),
-                               jax.random.fold_in(step_rng, step))
-      step += 1
+    if not restored and t.eval_every and compiled.eval_batches:
+      logger.write(0, "eval", {"loss": compiled.eval_loss(state)})  # the starting point
+    while int(state.step) < run.total_steps and not stop.requested:
+      step = int(state.step) + 1
+      batch = hooks.before_step(step, run.train_iter.next_batch())
+      state, metrics = compiled.step(state, compiled.frozen, mesh_lib.put_batch(batch, run.mesh),
+                                     jax.random.fold_in(step_rng, step - 1))
+      state = hooks.after_step(step, state)
       loss = float(metrics["loss"])
       if not np.isfinite(loss):
-        last = ckpt.latest_step()
         raise TrainingDiverged(f"loss is {loss} at step {step}; stopped without saving "
-                               f"(last good checkpoint: step {last} in {workdir})")
-      tokens_since += float(metrics["target_tokens"])
-      loss_sum, loss_n = loss_sum + loss, loss_n + 1
+                               f"(last good checkpoint: step {ckpt.latest_step()} in "
+                               f"{run.workdir})")
+      window.add(loss, float(metrics["target_tokens"]))
       logger.advance()
-      if step % config.train.log_every == 0 or step == total_steps:
-        now = time.time()  # loss: mean over the steps since the last log line
-        logger.write(step, "train", {"loss": loss_sum / loss_n,
-                                     "grad_norm": float(metrics["grad_norm"]),
-                                     "tokens_per_s": tokens_since / max(now - t_last, 1e-9)})
-        t_last, tokens_since, loss_sum, loss_n = now, 0.0, 0.0, 0
-      if config.train.eval_every and step % config.train.eval_every == 0 and eval_batches:
-        eval_loss = evaluate()
+      if step % t.log_every == 0 or step == run.total_steps:
+        logger.write(step, "train", window.flush(grad_norm=float(metrics["grad_norm"])))
+      if t.eval_every and step % t.eval_every == 0 and compiled.eval_batches:
+        eval_loss = compiled.eval_loss(state)
         logger.write(step, "eval", {"loss": eval_loss})
-        ckpt.save_best(step, state, data_meta(), score=-eval_loss)
-      if step % config.train.checkpoint_every == 0:
-        ckpt.save(step, state, data_meta())
-      _test_signal_hook(step)
-      if preempt.requested:
-        ckpt.save(step, state, data_meta())
-        status = "preempted"
-        break
-    else:
-      if ckpt.latest_step() != int(state.step):
-        ckpt.save(int(state.step), state, data_meta())
+        _save(run, ckpt, state, step_rng, score=-eval_loss)
+      if step % t.checkpoint_every == 0 or stop.requested or step == run.total_steps:
+        _save(run, ckpt, state, step_rng)
   finally:
-    preempt.restore()
     logger.close()
+  if stop.requested:
+    return state, stop.status, None
+  return state, "completed", compiled.eval_loss(state) if compiled.eval_batches else None
 
-  summary = {"status": status, "step": int(state.step), "total_steps": total_steps,
-             **share, "examples_cut": train_iter.cut}
+
+class _LossWindow:
+  """Mean loss and token throughput over the steps since the last log line."""
+
+  def __init__(self):
+    self.t_last, self.tokens, self.loss_sum, self.n = time.time(), 0.0, 0.0, 0
+
+  def add(self, loss: float, tokens: float) -> None:
+    self.loss_sum, self.n, self.tokens = self.loss_sum + loss, self.n + 1, self.tokens + tokens
+
+  def flush(self, **extra) -> dict:
+    now = time.time()
+    row = {"loss": self.loss_sum / self.n, **extra,
+           "tokens_per_s": self.tokens / max(now - self.t_last, 1e-9)}
+    self.t_last, self.tokens, self.loss_sum, self.n = now, 0.0, 0.0, 0
+    return row
+
+
+# --- finish -------------------------------------------------------------------------------
+
+def _finish(run: _Run, state, status: str, eval_loss: float | None) -> dict:
+  """The summary; for a completed run also the final eval loss, the exported prefix and
+  the loss curves."""
+  summary = {"status": status, "step": int(state.step), "total_steps": run.total_steps,
+             **methods.share_summary(state.trainable, run.backbone),
+             "examples_cut": run.train_iter.cut}
   if status == "completed":
-    if eval_batches:
-      summary["eval_loss"] = evaluate()
-    methods.check_trainable(method, state.trainable, backbone)
-    if is_main:
-      export_trained_head(workdir, cfg, jax.device_get(state.trainable["backbone"]))
-      summary.update(methods.export_trained(workdir, method, cfg, state.trainable))
-      summary["backbone_bytes"] = int(sum(np.asarray(x).nbytes
-                                          for x in jax.tree_util.tree_leaves(backbone)))
-      print(f"exported {summary.get('prefix_file') or summary.get('method_file')} for a "
-            f"backbone of {summary['backbone_bytes'] / 1e6:.1f} MB")
-    if is_main:
-      plot_curves(workdir)
-  if is_main:
-    (workdir / "summary.json").write_text(json.dumps(summary, indent=1))
-  ckpt.close()
+    if eval_loss is not None:
+      summary["eval_loss"] = eval_loss
+    methods.check_trainable(run.method, state.trainable, run.backbone)
+    if run.is_main:
+      summary.update(_export(run, state))
+    if run.is_main:
+      plot_curves(run.workdir)
+  if run.is_main:
+    _write_atomic(run.workdir / "summary.json", json.dumps(summary, indent=1))
   return summary
 
 
-def _test_signal_hook(step: int) -> None:
-  """Tests of preemption and crash recovery send SIGTERM / SIGKILL to the run after a given
-  step through these environment variables; unset in normal runs."""
-  import os
-  for var, sig in (("PREFIX_JAX_TEST_TERM_AT", signal.SIGTERM),
-                   ("PREFIX_JAX_TEST_KILL_AT", signal.SIGKILL)):
-    if os.environ.get(var) == str(step):
-      os.kill(os.getpid(), sig)
-      time.sleep(0.1)  # let the handler run before the loop checks the flag
+def _export(run: _Run, state) -> dict:
+  """Writes what the run trained (prefix.safetensors, method.safetensors, an encoder's head)."""
+  export_trained_head(run.workdir, run.cfg, jax.device_get(state.trainable["backbone"]))
+  out = methods.export_trained(run.workdir, run.method, run.cfg, state.trainable)
+  out["backbone_bytes"] = int(sum(np.asarray(x).nbytes
+                                  for x in jax.tree_util.tree_leaves(run.backbone)))
+  print(f"exported {out.get('prefix_file') or out.get('method_file')} for a backbone "
+        f"of {out['backbone_bytes'] / 1e6:.1f} MB")
+  return out

@@ -11,8 +11,10 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from prefix_jax.errors import UserError
 
-class MeshConfigError(ValueError):
+
+class MeshConfigError(UserError, ValueError):
   pass
 
 

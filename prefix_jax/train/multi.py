@@ -17,6 +17,7 @@ import numpy as np
 import optax
 from flax import struct
 
+from prefix_jax.errors import UserError
 from prefix_jax.models.decoder import gather_positions
 from prefix_jax.prefixes import PrefixSpec, materialize, pad_and_stack
 from prefix_jax.train.fused_ce import linear_cross_entropy
@@ -26,7 +27,7 @@ from prefix_jax.train.loss import add_loss_positions, token_cross_entropy
 ROW_KEYS = ("inputs", "targets", "weights", "mask")
 
 
-class MultiConfigError(ValueError):
+class MultiConfigError(UserError, ValueError):
   """Members that cannot train as one program (message names the differing key)."""
 
 

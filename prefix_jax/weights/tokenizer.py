@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Iterable
 
+from prefix_jax import paths
 from prefix_jax.weights.errors import MissingFileError, WeightsError, one_line
 
 # Names of special tokens, most specific first, used when no special_tokens_map.json says.
@@ -98,6 +99,23 @@ class Tokenizer(BaseTokenizer):
     return self.hf.token_to_id(token)
 
 
+class MissingTokenizer(BaseTokenizer):
+  """Stands in for a tokenizer a model folder lacks: the weights load, and the first use
+  (encode, decode, vocab_size or a special id) raises `MissingFileError` naming what is missing."""
+
+  def __init__(self, message: str):
+    self._message = message
+
+  def _missing(self, *args, **kwargs):
+    raise MissingFileError(self._message)
+
+  _encode_text = decode = _missing
+  vocab_size = bos_id = eos_id = pad_id = property(_missing)
+
+  def __bool__(self) -> bool:  # `if tokenizer:` reads as "no tokenizer"
+    return False
+
+
 def _special_ids(hf_tok, map_file: Path) -> dict[str, int | None]:
   """bos/eos/pad ids from a special_tokens_map.json (BERT: cls/sep/pad) or known names."""
   names: dict[str, list[str]] = {"bos": list(_BOS_NAMES), "eos": list(_EOS_NAMES),
@@ -125,6 +143,5 @@ def _special_ids(hf_tok, map_file: Path) -> dict[str, int | None]:
 def gpt2_tokenizer(path=None) -> Tokenizer:
   """GPT-2's byte-level BPE (`<|endoftext|>` = 50256 is both BOS and EOS; no pad token)."""
   if path is None:
-    from prefix_jax import paths
     path = paths.shared_path("models", "gpt2-tokenizer", "tokenizer.json")
   return Tokenizer.from_file(path)
