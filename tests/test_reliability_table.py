@@ -148,7 +148,7 @@ CASES = [
     ("too-many-devices", "main", [TINY, "--config.train.num_devices=64", f"--workdir={NEW}"], 2,
      "64 devices"),
     ("prefix-longer-than-positions", "main", [f"{TINY},prefix_len=600", f"--workdir={NEW}"], 2,
-     "max_positions 512"),
+     "prefix length 600 >= the model's 512 positions"),
     ("pack-longer-than-positions", "main", [TINY, "--config.data.pack_length=600",
                                             f"--workdir={NEW}"], 2, "max_positions 512"),
     ("optimizer-unknown", "main", [TINY, "--config.optim.name=nope", "--config.train.num_steps=1",

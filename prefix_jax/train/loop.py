@@ -189,10 +189,7 @@ def _set_up(config, workdir: Path) -> _Run:
 
 def _check_fits(config, cfg, spec, mesh) -> None:
   """Config values that only fail against the model or the devices."""
-  prefix_len = spec.length if spec else 0
-  if prefix_len + 2 > cfg.max_positions:
-    raise ConfigError(f"prefix length {prefix_len} leaves no room for tokens in the model's "
-                      f"max_positions {cfg.max_positions}")
+  prefix_len = spec.length if spec else 0  # a prefix that cannot fit: train_data.check_budget
   if not config.data.pack_length:  # packed batches round their row count to the devices
     mesh_lib.check_batch_size(config.train.batch_size, mesh)
   elif config.data.pack_length + prefix_len > cfg.max_positions:
