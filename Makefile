@@ -27,6 +27,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.bench
 	$(PY) -m benchmarks.serving
+	$(PY) -m benchmarks.one_program
 
 clean:
 	rm -rf $(VENV)
