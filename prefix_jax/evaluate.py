@@ -23,7 +23,7 @@ from prefix_jax import cli
 from prefix_jax.decode import DecodeConfig, generate_dataset
 from prefix_jax.decode.dataset import newline_ids, write_lines_atomic
 from prefix_jax.models import build_model
-from prefix_jax.methods import trained_weights
+from prefix_jax.train.method_run import trained_weights
 
 
 def decode_config(config, tokenizer, vocab_size: int) -> DecodeConfig:

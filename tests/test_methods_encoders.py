@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from prefix_jax.methods import build_method, prepare
+from prefix_jax.methods import build_method
+from prefix_jax.train.method_run import prepare
 from prefix_jax.methods.deltas import merge_lora
 from prefix_jax.models import build_model
 from prefix_jax.models.deltas import Delta

@@ -13,7 +13,8 @@ import pytest
 from flax import traverse_util
 
 import prefix_jax.evaluate as evaluate_lib
-from prefix_jax.methods import METHOD_FILE, build_method, load_trained, prepare
+from prefix_jax.methods import build_method
+from prefix_jax.train.method_run import METHOD_FILE, load_trained, prepare
 from prefix_jax.models import build_model
 from prefix_jax.models.deltas import Delta
 from prefix_jax.train.backbone import load_backbone

@@ -8,7 +8,8 @@ import optax
 import pytest
 from flax import traverse_util
 
-from prefix_jax.methods import MethodError, build_method, prepare
+from prefix_jax.methods import MethodError, build_method
+from prefix_jax.train.method_run import prepare
 from prefix_jax.prefixes import count_params
 from prefix_jax.train.config_base import apply_arg, base_config
 from prefix_jax.train.step import init_state, make_train_step, merge_backbone

@@ -35,7 +35,7 @@ from prefix_jax.train.export import backbone_signature, export_prefix
 from prefix_jax.train.logger import MetricLogger, plot_curves
 from prefix_jax.train.heads import export_trained_head, task_backbone
 from prefix_jax.train.optim import build_optimizer
-from prefix_jax.train import preemption
+from prefix_jax.train import method_run, preemption
 from prefix_jax.train.step import init_state, make_train_step, trainable_loss
 
 __all__ = ["train_and_evaluate", "Hooks", "ConfigError", "TrainingDiverged", "validate_config"]
@@ -120,7 +120,7 @@ class _Run:
   eval_batches: list
   total_steps: int
   optimizer: Any
-  prepared: Any  # methods.Prepared: initial trained tree, frozen rest, loss
+  prepared: Any  # method_run.Prepared: initial trained tree, frozen rest, loss
 
 
 def train_and_evaluate(config, workdir, hooks: Hooks | None = None) -> dict:
@@ -177,7 +177,7 @@ def _set_up(config, workdir: Path) -> _Run:
   optimizer = build_optimizer(config.optim, total_steps)
   eval_batches = train_data.eval_loss_batches(config, tokenizer, cfg)
   init_rng = jax.random.split(jax.random.PRNGKey(config.seed))[0]
-  prepared = methods.prepare(method, model, backbone, init_rng, tokenizer)
+  prepared = method_run.prepare(method, model, backbone, init_rng, tokenizer)
   # Last, once every other input is known good: the first write to the workdir.
   check_workdir(workdir, signature, write=is_main)
   if jax.process_count() > 1:
@@ -342,12 +342,12 @@ def _finish(run: _Run, state, status: str, eval_loss: float | None) -> dict:
   """The summary; for a completed run also the final eval loss, the exported prefix and
   the loss curves."""
   summary = {"status": status, "step": int(state.step), "total_steps": run.total_steps,
-             **methods.share_summary(state.trainable, run.backbone),
+             **method_run.share_summary(state.trainable, run.backbone),
              "examples_cut": run.train_iter.cut}
   if status == "completed":
     if eval_loss is not None:
       summary["eval_loss"] = eval_loss
-    methods.check_trainable(run.method, state.trainable, run.backbone)
+    method_run.check_trainable(run.method, state.trainable, run.backbone)
     if run.is_main:
       summary.update(_export(run, state))
     if run.is_main:
@@ -360,7 +360,7 @@ def _finish(run: _Run, state, status: str, eval_loss: float | None) -> dict:
 def _export(run: _Run, state) -> dict:
   """Writes what the run trained (prefix.safetensors, method.safetensors, an encoder's head)."""
   export_trained_head(run.workdir, run.cfg, jax.device_get(state.trainable["backbone"]))
-  out = methods.export_trained(run.workdir, run.method, run.cfg, state.trainable)
+  out = method_run.export_trained(run.workdir, run.method, run.cfg, state.trainable)
   out["backbone_bytes"] = int(sum(np.asarray(x).nbytes
                                   for x in jax.tree_util.tree_leaves(run.backbone)))
   print(f"exported {out.get('prefix_file') or out.get('method_file')} for a backbone "

@@ -1,4 +1,5 @@
-"""What the trainer and `evaluate` do with a `Method`: its trained tree, its loss, its file.
+"""What the trainer and `evaluate` do with a `Method` (prefix_jax.methods): its trained tree, its
+loss, its file.
 
 `prepare(method, model, backbone, rng, tokenizer)` -> `Prepared` (initial trained tree, the
 frozen rest of the backbone, the loss); `export_trained` writes what a run trained;

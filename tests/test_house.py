@@ -1,0 +1,109 @@
+"""House rules checked on the source: imports run one way, the package never imports the
+benchmarks or experiments, and no function grows past 80 lines."""
+import ast
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parent.parent / "prefix_jax"
+MAX_FUNCTION_LINES = 80
+
+
+def _modules() -> dict[str, Path]:
+  out = {}
+  for path in PKG.rglob("*.py"):
+    parts = path.relative_to(PKG.parent).with_suffix("").parts
+    name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    out[name] = path
+  return out
+
+
+def _imports(name: str, path: Path, known) -> set[str]:
+  """Modules of the package that `name` imports anywhere (module level or inside functions)."""
+  found = set()
+  is_pkg = path.name == "__init__.py"
+  for node in ast.walk(ast.parse(path.read_text())):
+    if isinstance(node, ast.Import):
+      targets = [a.name for a in node.names]
+    elif isinstance(node, ast.ImportFrom):
+      base = node.module or ""
+      if node.level:
+        anchor = name.split(".")[: len(name.split(".")) - node.level + (1 if is_pkg else 0)]
+        base = ".".join(anchor + ([base] if base else []))
+      subs = [f"{base}.{a.name}" for a in node.names]  # `from pkg import submodule`
+      targets = subs + ([base] if not all(t in known for t in subs) else [])
+    else:
+      continue
+    found.update(t for t in targets if t in known)
+  found.discard(name)
+  return found
+
+
+def _graph(level) -> dict[str, set[str]]:
+  mods = _modules()
+  graph: dict[str, set[str]] = {}
+  for name, path in mods.items():
+    src = level(name)
+    graph.setdefault(src, set()).update(
+        level(t) for t in _imports(name, path, mods) if level(t) != src)
+  return graph
+
+
+def _cycle(graph) -> list[str] | None:
+  state, stack = {}, []
+
+  def visit(node):
+    state[node] = "open"
+    stack.append(node)
+    for nxt in sorted(graph.get(node, ())):
+      if state.get(nxt) == "open":
+        return stack[stack.index(nxt):] + [nxt]
+      if nxt not in state and (found := visit(nxt)):
+        return found
+    stack.pop()
+    state[node] = "done"
+    return None
+
+  for node in sorted(graph):
+    if node not in state and (found := visit(node)):
+      return found
+  return None
+
+
+def _subpackage(name: str) -> str:
+  """prefix_jax.models.llama -> prefix_jax.models; top-level modules stay themselves."""
+  return ".".join(name.split(".")[:2])
+
+
+def _whole(name: str) -> str:
+  return name
+
+
+@pytest.mark.parametrize("level", [_whole, _subpackage], ids=["modules", "subpackages"])
+def test_no_import_cycle(level):
+  assert _cycle(_graph(level)) is None, " -> ".join(_cycle(_graph(level)))
+
+
+def test_cycle_finder_finds_a_cycle():
+  assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+  assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_package_never_imports_benchmarks_or_experiments():
+  for path in PKG.rglob("*.py"):
+    for node in ast.walk(ast.parse(path.read_text())):
+      names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+               else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+      bad = [n for n in names if n.split(".")[0] in ("benchmarks", "experiments", "tests")]
+      assert not bad, f"{path.relative_to(PKG.parent)}:{node.lineno} imports {bad}"
+
+
+def test_no_function_longer_than_80_lines():
+  long = []
+  for path in PKG.rglob("*.py"):
+    for node in ast.walk(ast.parse(path.read_text())):
+      if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        n = node.end_lineno - node.lineno + 1
+        if n > MAX_FUNCTION_LINES:
+          long.append(f"{path.relative_to(PKG.parent)}:{node.lineno} {node.name} ({n} lines)")
+  assert not long, long
