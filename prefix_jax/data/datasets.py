@@ -6,6 +6,8 @@ call parses the raw files and writes array_record shards under `paths.tfds_data_
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from pathlib import Path
 
@@ -53,7 +55,10 @@ def prepare(name: str, data_dir=None, scheme: str = "standard") -> tfds.core.Dat
   builder."""
   builder = tfds.builder(_tfds_name(name, scheme), data_dir=_data_dir(data_dir),
                          **_BUILDER_KWARGS)
-  builder.download_and_prepare()
+  # TFDS prints "Downloading and preparing ... Unknown size" for data it reads from local
+  # files: nothing is downloaded here, so the line would only mislead.
+  with contextlib.redirect_stdout(io.StringIO()):
+    builder.download_and_prepare()
   return builder
 
 
