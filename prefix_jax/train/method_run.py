@@ -29,6 +29,9 @@ from prefix_jax.train.loss import loss_function
 from prefix_jax.train.step import merge_backbone, split_backbone
 
 METHOD_FILE = "method.safetensors"   # trained backbone leaves and/or added parameters
+# Methods whose added parameters the decoder does not take yet (no `delta=` through the KV
+# cache): they train, export and report an eval loss; `evaluate` refuses them in one line.
+NOT_DECODED = frozenset({"adapter", "llama_adapter"})
 PREFIX_FILE = "prefix.safetensors"
 
 
@@ -123,7 +126,7 @@ def trained_weights(config, cfg, backbone: dict, workdir, prefix_file=None):
   backbone = merge_backbone(backbone, leaves)
   if delta and sig["name"] == "lora":
     backbone = deltas.merge_lora(backbone, delta, scale)
-  elif delta:
+  elif delta or sig["name"] in NOT_DECODED:
     raise MethodError(f"decoding with method {sig['name']!r} needs its added parameters passed "
                       "to the decoder (delta=); not supported by evaluate yet")
   return backbone, prefix, spec
