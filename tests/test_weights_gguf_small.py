@@ -137,7 +137,7 @@ def test_truncated(tmp_path, stories, vocab, cut, cache):
 
 @pytest.mark.parametrize("kw,match", [
     (dict(block_count=4), "has tensor blk.4.attn_norm.weight but llama.block_count is 4"),
-    (dict(block_count=6), "parameter layers_5/attn_norm/scale missing"),
+    (dict(block_count=6), "parameter layers_5/attn/k_proj/kernel missing"),
     (dict(embedding_length=96), "has shape"),
     (dict(head_count=16), "has shape"),
     (dict(arch="falcon"), "unknown architecture general.architecture='falcon'"),
