@@ -54,3 +54,10 @@ def test_check_params_names_the_first_problem():
     check_params(_params({k: s for k, s in good.items() if k != "lm_head/kernel"}), CFG, "src")
   with pytest.raises(WeightsError, match=r"unexpected parameters \['layers_2/attn_norm/scale'\]"):
     check_params(_params(dict(good, **{"layers_2/attn_norm/scale": (32,)})), CFG, "src")
+
+
+def test_configs_equal_but_for_extra_get_their_own_shapes():
+  bert = ModelConfig(arch="bert", vocab_size=61, hidden_size=32, num_layers=1, num_heads=4,
+                     intermediate_size=48, max_positions=64)
+  assert "pooler/kernel" in expected_shapes(bert)
+  assert "pooler/kernel" not in expected_shapes(bert.replace(extra={"pooler": False}))

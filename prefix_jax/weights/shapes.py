@@ -18,11 +18,12 @@ from prefix_jax.weights.errors import WeightsError
 
 def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
   """{parameter name: shape} of a freshly initialised model of `cfg`."""
-  return dict(_traced_shapes(cfg))
+  # Keyed by repr too: ModelConfig equality ignores `extra`, which can change the tree (pooler).
+  return dict(_traced_shapes(repr(cfg), cfg))
 
 
 @functools.lru_cache(maxsize=16)
-def _traced_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+def _traced_shapes(_key: str, cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
   model = build_model(cfg)
   tokens = jnp.zeros((1, 2), jnp.int32)
   tree = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), tokens))["params"]
