@@ -76,7 +76,7 @@ def stories(shared_dir):
 @pytest.fixture(scope="module")
 def vocab(stories):
   tok = stories[3][2]
-  return tok.pieces, tok.scores
+  return tok.backend.pieces, tok.backend.scores
 
 
 def _tree_allclose(a, b, **kw):
