@@ -7,24 +7,22 @@ from __future__ import annotations
 import argparse
 import time
 
-from prefix_jax import paths
 from prefix_jax.data.encode import encode_examples
 from prefix_jax.data.iterator import TrainIterator
 from prefix_jax.data.tasks import load_task
-from prefix_jax.data.tokenizer import HFTokenizer
+from prefix_jax.weights import gpt2_tokenizer
 
 
 def benchmark_pipeline(task: str = "e2e", *, train_split: str = "validation", tokenizer=None,
                        batch_size: int = 8, max_length: int = 512, num_batches: int = 500,
                        data_dir=None) -> dict[str, float]:
   """Prints and returns examples/s for tokenization and for batching of one task's train split."""
-  tokenizer = tokenizer or HFTokenizer.from_file(
-      paths.shared_path("models", "gpt2-tokenizer", "tokenizer.json"))
+  tokenizer = tokenizer or gpt2_tokenizer()
   train, _ = load_task(task, train_split=train_split, eval_split=None, data_dir=data_dir)
   t0 = time.perf_counter()
   encoded = encode_examples(train, tokenizer, max_length=max_length)
   t_tok = time.perf_counter() - t0
-  it = TrainIterator(encoded, batch_size=batch_size, pad_id=tokenizer.pad_id, seed=0)
+  it = TrainIterator(encoded, batch_size=batch_size, pad_id=tokenizer.eos_id, seed=0)
   t0 = time.perf_counter()
   for _ in range(num_batches):
     next(it)

@@ -9,14 +9,14 @@ from prefix_jax.data.builders.e2e import read_e2e_csv
 from prefix_jax.data.encode import EvalRecord, TextExample, encode_eval, encode_examples
 from prefix_jax.data.iterator import TrainIterator
 from prefix_jax.data.linearize import linearize_e2e
-from prefix_jax.data.tokenizer import HFTokenizer
+from prefix_jax.weights import gpt2_tokenizer
 
 EOT = 50256
 
 
 @pytest.fixture(scope="module")
 def tok(shared_dir):
-  return HFTokenizer.from_file(shared_dir / "models/gpt2-tokenizer/tokenizer.json")
+  return gpt2_tokenizer(shared_dir / "models/gpt2-tokenizer/tokenizer.json")
 
 
 @pytest.fixture(scope="module")
@@ -26,10 +26,12 @@ def e2e_dev(shared_dir):
                       r["ref"]) for r in rows]
 
 
-def test_tokenizer_adapter(tok):
-  assert tok.eos_id == EOT and tok.pad_id == EOT and tok.bos_id is None
+def test_tokenizer_for_the_pipeline(tok):
+  assert tok.eos_id == EOT and tok.bos_id == EOT and tok.pad_id is None  # GPT-2: no pad token
   assert tok.encode(" name : X") == [1438, 1058, 1395]
-  assert tok.decode([1438, 1058, 1395, EOT]) == " name : X<|endoftext|>"
+  assert tok.decode([1438, 1058, 1395, EOT]) == " name : X"  # special tokens left out
+  texts = [" name : X", "", "naïve café | area : riverside", " X is a pub."]
+  assert tok.encode_batch(texts) == [tok.encode(t) for t in texts]
 
 
 def test_train_batch_layout(tok):
@@ -38,10 +40,10 @@ def test_train_batch_layout(tok):
   src0, tgt0 = enc.source[0], enc.target[0]
   assert list(src0) == tok.encode(" name : X") + [EOT]
   assert list(tgt0) == tok.encode(" X is a pub.") + [EOT]
-  assert tok.decode(np.concatenate([src0, tgt0])) == " name : X<|endoftext|> X is a pub.<|endoftext|>"
+  assert tok.decode(np.concatenate([src0, tgt0])) == " name : X X is a pub."
   for side in ("right", "left"):
     b = batching.pack_train(enc.source, enc.target, enc.task, batch_size=4, length=16,
-                            pad_id=tok.pad_id, padding_side=side)
+                            pad_id=tok.eos_id, padding_side=side)
     assert set(b) == {"inputs", "targets", "weights", "mask", "prefix_at", "task", "valid"}
     assert b["inputs"].dtype == np.int32 and b["weights"].dtype == np.float32
     assert b["mask"].dtype == bool and b["inputs"].shape == (4, 16)
@@ -94,7 +96,7 @@ def _assert_same(a, b):
 
 def test_iterator_resume_is_exact(tok, e2e_dev, tmp_path):
   enc = encode_examples(e2e_dev[:300], tok, max_length=128)
-  kw = dict(batch_size=16, pad_id=tok.pad_id, seed=7, drop_remainder=False)
+  kw = dict(batch_size=16, pad_id=tok.eos_id, seed=7, drop_remainder=False)
   full = TrainIterator(enc, **kw)
   per_epoch = full.batches_per_epoch
   assert per_epoch == 19
@@ -147,7 +149,7 @@ def test_eval_batches(tok):
   recs = [EvalRecord(f"r{i}", f"name : N{i}" + " | area : riverside" * (i % 3), (f"ref {i}", "x"))
           for i in range(5)]
   enc = encode_eval(recs, tok, max_source_length=64)
-  batches = list(batching.eval_batches(enc, batch_size=2, pad_id=tok.pad_id, padding_side="left"))
+  batches = list(batching.eval_batches(enc, batch_size=2, pad_id=tok.eos_id, padding_side="left"))
   assert len(batches) == 3
   assert [b.ids for b in batches] == [["r0", "r1"], ["r2", "r3"], ["r4"]]
   assert batches[0].references == [("ref 0", "x"), ("ref 1", "x")]

@@ -1,6 +1,10 @@
-"""House rules checked on the source: imports run one way, the package never imports the
-benchmarks or experiments, and no function grows past 80 lines."""
+"""House rules checked on the source: imports run one way, every module imports alone, the
+package never imports the benchmarks or experiments, and no function grows past 80 lines."""
 import ast
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -107,3 +111,77 @@ def test_no_function_longer_than_80_lines():
         if n > MAX_FUNCTION_LINES:
           long.append(f"{path.relative_to(PKG.parent)}:{node.lineno} {node.name} ({n} lines)")
   assert not long, long
+
+
+# One interpreter pre-imports the third-party libraries the package imports at module level, then
+# forks one child per package module: the child imports that module alone (no other prefix_jax
+# module loaded before it) and reports an error, or any benchmarks/experiments module it pulled in.
+_IMPORT_EACH = textwrap.dedent("""
+    import importlib, json, os, sys
+    for lib in json.loads(sys.argv[1]):
+      try:
+        importlib.import_module(lib)
+      except Exception:
+        pass  # the child that needs it reports the failure
+    assert not [m for m in sys.modules if m.split(".")[0] == "prefix_jax"]
+    failures, running = {}, {}
+
+    def reap():
+      pid, status = os.wait()
+      name, read = running.pop(pid)
+      with os.fdopen(read, "rb") as f:  # a message shorter than the pipe's buffer
+        msg = f.read().decode()
+      if msg or status:
+        failures[name] = msg or f"child exited with status {status}"
+
+    for name in json.loads(sys.argv[2]):
+      if len(running) >= os.cpu_count():
+        reap()
+      read, write = os.pipe()
+      pid = os.fork()
+      if pid == 0:
+        os.close(read)
+        try:
+          importlib.import_module(name)
+          bad = sorted(m for m in sys.modules if m.split(".")[0] in ("benchmarks", "experiments"))
+          msg = f"imports {bad}" if bad else ""
+        except BaseException as e:
+          msg = f"{type(e).__name__}: {e}"
+        os.write(write, msg.encode()[:4000])
+        os._exit(0)
+      os.close(write)
+      running[pid] = (name, read)
+    while running:
+      reap()
+    print(json.dumps(failures))
+""")
+
+
+def _third_party_imports() -> list[str]:
+  """Top-level names of the libraries the package's modules import at module level."""
+  libs = set()
+  for path in PKG.rglob("*.py"):
+    for node in ast.parse(path.read_text()).body:
+      if isinstance(node, ast.Import):
+        libs.update(a.name for a in node.names)
+      elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+        libs.add(node.module)
+  return sorted(n for n in libs if n.split(".")[0] not in ("prefix_jax", "__future__"))
+
+
+def import_each_alone(modules) -> dict[str, str]:
+  """{module: error} for the package modules that fail to import alone in a fresh interpreter."""
+  import json
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+      [str(PKG.parent)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+  proc = subprocess.run(
+      [sys.executable, "-c", _IMPORT_EACH, json.dumps(_third_party_imports()),
+       json.dumps(sorted(modules))], cwd=PKG.parent, env=env, capture_output=True, text=True,
+      timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_every_module_imports_alone():
+  failures = import_each_alone(_modules())
+  assert not failures, "\n".join(f"{name}: {msg}" for name, msg in sorted(failures.items()))

@@ -76,7 +76,7 @@ def stories(shared_dir):
 @pytest.fixture(scope="module")
 def vocab(stories):
   tok = stories[3][2]
-  return tok.pieces, tok.scores
+  return tok.backend.pieces, tok.backend.scores
 
 
 def _tree_allclose(a, b, **kw):
@@ -137,7 +137,7 @@ def test_truncated(tmp_path, stories, vocab, cut, cache):
 
 @pytest.mark.parametrize("kw,match", [
     (dict(block_count=4), "has tensor blk.4.attn_norm.weight but llama.block_count is 4"),
-    (dict(block_count=6), "parameter layers_5/attn_norm/scale missing"),
+    (dict(block_count=6), "parameter layers_5/attn/k_proj/kernel missing"),
     (dict(embedding_length=96), "has shape"),
     (dict(head_count=16), "has shape"),
     (dict(arch="falcon"), "unknown architecture general.architecture='falcon'"),

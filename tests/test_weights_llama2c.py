@@ -183,7 +183,7 @@ def test_encode_follows_run_c(tok):
   # BOS, then the dummy-prefix-merged pieces ' Once', ' upon', ' a', ' time'.
   ids = tok.encode("Once upon a time")
   assert ids[0] == 1 and len(ids) == 5
-  assert [tok.pieces[i] for i in ids[1:]] == [b" Once", b" upon", b" a", b" time"]
+  assert [tok.backend.pieces[i] for i in ids[1:]] == [b" Once", b" upon", b" a", b" time"]
   assert tok.encode("Once upon a time", bos=False) == ids[1:]
   assert tok.encode("Hi", bos=True, eos=True)[-1] == 2
   assert tok.encode("", bos=False) == []
@@ -193,7 +193,7 @@ def test_byte_fallback(tok):
   ids = tok.encode("é∑", bos=False)
   # ' ' dummy prefix, 'é' (a piece of its own), then '∑' (not in the vocabulary) as its three
   # UTF-8 bytes, whose <0xXX> tokens sit at byte value + 3 (after <unk>, <s>, </s>).
-  assert [tok.pieces[i] for i in ids] == [b" ", "é".encode("utf-8"), b"<0xE2>", b"<0x88>",
+  assert [tok.backend.pieces[i] for i in ids] == [b" ", "é".encode("utf-8"), b"<0xE2>", b"<0x88>",
                                           b"<0x91>"]
   assert ids[-3:] == [b + 3 for b in "∑".encode("utf-8")]
   assert tok.decode(ids) == "é∑"

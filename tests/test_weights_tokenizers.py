@@ -58,3 +58,27 @@ def test_tokenizer_file_errors(tmp_path):
   with pytest.raises(WeightsError) as e:
     Tokenizer.from_file(bad)
   assert str(bad) in str(e.value) and "\n" not in str(e.value)
+
+
+def _tiny_spm(add_bos=True):
+  from prefix_jax.weights.spm import sentencepiece_tokenizer
+  pieces = [b"<unk>", b"<s>", b"</s>", b" ", b"a", b"b", b" a", b"ab", b" ab"]
+  scores = [0, 0, 0, 0, 0, 0, 1, 2, 3]  # 'ab' merges before ' a', then ' ' + 'ab'
+  return sentencepiece_tokenizer(pieces, scores, bos_id=1, eos_id=2, add_bos=add_bos)
+
+
+def test_one_tokenizer_type_over_every_backend(gpt2, minilm):
+  from prefix_jax.weights.tokenizer import MissingTokenizer
+  spm = _tiny_spm()
+  for tok in (gpt2, minilm, spm, MissingTokenizer("no tokenizer.json")):
+    assert isinstance(tok, Tokenizer)
+  assert spm.encode("ab") == [1, 8] and spm.encode("ab", bos=False, eos=True) == [8, 2]
+  assert spm.decode([1, 8, 2]) == "ab" and spm.token_to_id("\u2581ab") == 8
+  assert minilm.token_to_id("[SEP]") == 102 and gpt2.token_to_id("<|endoftext|>") == 50256
+
+
+@pytest.mark.parametrize("which", ["gpt2", "minilm", "spm"])
+def test_encode_batch_equals_encode(which, request):
+  tok = _tiny_spm() if which == "spm" else request.getfixturevalue(which)
+  texts = ["ab", "", "a b ab"] if which == "spm" else TEXTS + [""]
+  assert tok.encode_batch(texts) == [tok.encode(t) for t in texts]

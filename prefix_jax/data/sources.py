@@ -40,10 +40,6 @@ def manual_dir(subdir: str) -> Path:
   return paths.shared_path("data", subdir, must_exist=False)
 
 
-def missing_files(root: Path, names) -> list[str]:
-  return [name for name in names if not (root / name).is_file()]
-
-
 @functools.lru_cache(maxsize=None)
 def _reachable(host: str, port: int, timeout: float) -> bool:
   result = []

@@ -187,15 +187,14 @@ class Bert(nn.Module):
 
     token_pos, prefix_pos = token_layout(mask, pvalid, None)
     x = self.embed_tokens(tokens, token_pos, token_types)
-    # Layer inputs and token keys/values are what a 'vocab'/'words' prefix init starts from.
-    sow = lambda h: self.sow("intermediates", "layer_inputs", h)
-    if prefix is not None and prefix.form == "prompt":
+    valid = mask
+    if prefix is not None and prefix.form == "prompt":  # prompt slots lead x; no extra keys
       prompt = attention.broadcast_batch(prefix.prompt, b, 2)
       x = jnp.concatenate([self.embed_vectors(prompt, prefix_pos).astype(x.dtype), x], axis=1)
-      valid = jnp.concatenate([pvalid, mask], axis=1)
-      x = run_encoder(self.layers, x, valid, None, None, sow, delta)[:, lp:]
-    else:
-      x = run_encoder(self.layers, x, mask, prefix, pvalid, sow, delta)
+      valid, prefix = jnp.concatenate([pvalid, mask], axis=1), None
+    # A 'hidden' prefix initialised from activations starts from these layer inputs.
+    sow = lambda h: self.sow("intermediates", "layer_inputs", h)
+    x = run_encoder(self.layers, x, valid, prefix, pvalid, sow, delta)[:, -t:]
 
     if not has_pooler(c):
       return EncoderOutput(hidden=x)

@@ -4,10 +4,10 @@ Prefix-tuning differentiates through the frozen backbone only to reach its input
 backward pass needs no activation for weight gradients; what it keeps are the inputs of the
 nonlinear ops (norms, softmax, GELU/SiLU), several copies per op as JAX's autodiff saves
 them. 'dots' keeps only the outputs of matmuls and recomputes the elementwise ops from them in
-the backward pass (cheap next to the matmuls). For the GPT-2-small shape at batch 8 x 128 that
-cuts XLA's temporary buffer from 906 to 693 MiB at the same step time (see `make bench`).
-'full' keeps only each block's input and recomputes the whole block (about a third more
-FLOPs). Forward-only use (decoding, evaluation) is unaffected.
+the backward pass (cheap next to the matmuls): less memory at about the same step time
+(docs/benchmarks.md, "Numbers that used to sit in library comments"). 'full' keeps only each
+block's input and recomputes the whole block (its forward pass runs twice). Forward-only use
+(decoding, evaluation) is unaffected.
 """
 from __future__ import annotations
 

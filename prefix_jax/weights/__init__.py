@@ -17,7 +17,7 @@ from pathlib import Path
 
 from prefix_jax.weights.errors import (MissingFileError, OfflineError, PickleRefusedError,
                                        WeightsError)
-from prefix_jax.weights.tokenizer import BaseTokenizer, Tokenizer, gpt2_tokenizer
+from prefix_jax.weights.tokenizer import Tokenizer, gpt2_tokenizer
 
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
@@ -39,7 +39,7 @@ def _refuse_pickle(path: Path):
 
 def load_pretrained(source, dtype="float32", with_tokenizer: bool = True):
   """`(ModelConfig, params, tokenizer)`; params are nested dicts of numpy `dtype` arrays
-  ('float32' or 'bfloat16') in our tree layout; tokenizer is a `BaseTokenizer` (None only
+  ('float32' or 'bfloat16') in our tree layout; tokenizer is a `Tokenizer` (None only
   with `with_tokenizer=False`)."""
   from prefix_jax.weights import hub, shipped
   from prefix_jax.weights.llama_params import numpy_dtype
@@ -121,5 +121,5 @@ def _llama2c_files(path: Path) -> list[Path]:
           if not p.name.startswith("tok") and p.is_file() and llama2c.is_llama2c(p)]
 
 
-__all__ = ["load_pretrained", "BaseTokenizer", "Tokenizer", "gpt2_tokenizer", "WeightsError",
+__all__ = ["load_pretrained", "Tokenizer", "gpt2_tokenizer", "WeightsError",
            "MissingFileError", "PickleRefusedError", "OfflineError", "is_pickle"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from prefix_jax.models.config import ModelConfig
-from prefix_jax.weights import llama_params as lp
+from prefix_jax.weights import llama_params as lp, shapes
 from prefix_jax.weights.errors import MissingFileError, WeightsError, one_line
 
 GGUF_MAGIC = b"GGUF"
@@ -146,15 +146,13 @@ def load_gguf(path, dtype="float32", reader=None) -> tuple[ModelConfig, dict]:
   reader = reader if reader is not None else open_gguf(path)
   cfg = config_from_gguf(reader, path)
   out_dtype = lp.numpy_dtype(dtype)
-  expected = lp.llama_shapes(cfg)
+  expected = shapes.expected_shapes(cfg)
   params: dict = {}
   for t in reader.tensors:
     dst, is_kernel, rope_heads = _target(t.name, cfg, path)
-    want = expected
-    for key in dst:
-      want = want.get(key) if isinstance(want, dict) else None
-      if want is None:
-        raise WeightsError(f"{path}: unexpected tensor '{t.name}' for this config")
+    want = expected.get("/".join(dst))
+    if want is None:
+      raise WeightsError(f"{path}: unexpected tensor '{t.name}' for this config")
     stored = tuple(int(n) for n in reversed(t.shape))
     if (stored[::-1] if is_kernel else stored) != tuple(want):
       raise WeightsError(f"{path}: tensor {t.name} has shape {stored}, config "
@@ -166,5 +164,5 @@ def load_gguf(path, dtype="float32", reader=None) -> tuple[ModelConfig, dict]:
     if is_kernel:
       x = x.T
     lp.set_path(params, dst, np.ascontiguousarray(x, dtype=out_dtype))
-  lp.check_llama_params(params, cfg, path)
+  shapes.check_params(params, cfg, path)
   return cfg, params

@@ -2,16 +2,19 @@
 
 'gpt2' (byte-level BPE: tokens + merges) becomes a HF `tokenizers.Tokenizer` (ByteLevel
 pre-tokenizer and decoder as GPT-2, plus whatever splitting `tokenizer.ggml.pre` names);
-'llama' (SentencePiece: tokens + scores) becomes a `SentencePieceBPE`.
+'llama' (SentencePiece: tokens + scores) a `SentencePieceBPE`; either is a `Tokenizer`'s backend.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+import tokenizers
+from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers
+
 from prefix_jax.weights.errors import WeightsError
 from prefix_jax.weights.gguf_llama import field
-from prefix_jax.weights.spm import SentencePieceBPE
-from prefix_jax.weights.tokenizer import BaseTokenizer, Tokenizer
+from prefix_jax.weights.spm import sentencepiece_tokenizer
+from prefix_jax.weights.tokenizer import HFBackend, Tokenizer
 
 # llama.cpp token types
 _CONTROL, _USER_DEFINED = 3, 4
@@ -20,7 +23,7 @@ _LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1
                  r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 
 
-def tokenizer_from_gguf(reader, path) -> BaseTokenizer:
+def tokenizer_from_gguf(reader, path) -> Tokenizer:
   path = Path(path)
   model = field(reader, "tokenizer.ggml.model", None)
   if model is None:
@@ -35,7 +38,7 @@ def tokenizer_from_gguf(reader, path) -> BaseTokenizer:
     return _byte_level_bpe(reader, path, tokens, types, ids)
   if model == "llama":
     scores = field(reader, "tokenizer.ggml.scores", None) or [0.0] * len(tokens)
-    return SentencePieceBPE(
+    return sentencepiece_tokenizer(
         [t.replace("\u2581", " ").encode("utf-8") for t in tokens], scores,
         bos_id=ids["bos"], eos_id=ids["eos"], pad_id=ids["padding"],
         add_bos=bool(field(reader, "tokenizer.ggml.add_bos_token", True)),
@@ -45,7 +48,6 @@ def tokenizer_from_gguf(reader, path) -> BaseTokenizer:
 
 
 def _byte_level_bpe(reader, path, tokens, types, ids) -> Tokenizer:
-  from tokenizers import AddedToken, Tokenizer as HFTokenizer, decoders, models, pre_tokenizers
   merges = field(reader, "tokenizer.ggml.merges", None)
   if merges is None:
     raise WeightsError(f"{path}: byte-level BPE tokenizer without tokenizer.ggml.merges")
@@ -54,7 +56,7 @@ def _byte_level_bpe(reader, path, tokens, types, ids) -> Tokenizer:
     raise WeightsError(f"{path}: tokenizer.ggml.tokens has duplicate entries")
   try:
     pairs = [tuple(m.split(" ", 1)) for m in merges]
-    hf_tok = HFTokenizer(models.BPE(vocab, pairs, fuse_unk=False))
+    hf_tok = tokenizers.Tokenizer(models.BPE(vocab, pairs, fuse_unk=False))
   except Exception as e:
     raise WeightsError(f"{path}: bad BPE merges ({type(e).__name__}: {e})") from None
   pre = field(reader, "tokenizer.ggml.pre", "default")
@@ -65,7 +67,6 @@ def _byte_level_bpe(reader, path, tokens, types, ids) -> Tokenizer:
     hf_tok.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Digits(individual_digits=True), byte_level])
   elif pre in ("llama-bpe", "llama3"):
-    from tokenizers import Regex
     hf_tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(_LLAMA3_SPLIT), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
@@ -75,5 +76,5 @@ def _byte_level_bpe(reader, path, tokens, types, ids) -> Tokenizer:
   special = [AddedToken(t, special=True, normalized=False)
              for t, ty in zip(tokens, types) if ty in (_CONTROL, _USER_DEFINED)]
   hf_tok.add_special_tokens(special)
-  return Tokenizer(hf_tok, bos_id=ids["bos"], eos_id=ids["eos"], pad_id=ids["padding"],
+  return Tokenizer(HFBackend(hf_tok), bos_id=ids["bos"], eos_id=ids["eos"], pad_id=ids["padding"],
                    add_bos=bool(field(reader, "tokenizer.ggml.add_bos_token", False)))

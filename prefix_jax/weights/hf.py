@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from prefix_jax.models.config import ModelConfig
+from prefix_jax.weights import shapes
 from prefix_jax.weights.errors import WeightsError
 from prefix_jax.weights.host_arrays import aligned_float32
 from prefix_jax.weights.tokenizer import MissingTokenizer, Tokenizer
@@ -115,34 +116,6 @@ def params_from_tensors(arch: HFArch, cfg: ModelConfig, tensors: dict[str, np.nd
   return params
 
 
-def check_shapes(params: dict, expected: dict, source) -> None:
-  """Raises WeightsError naming the first tensor whose shape differs from `expected`."""
-  import jax
-  flat_p = dict(jax.tree_util.tree_flatten_with_path(params)[0])
-  flat_e = dict(jax.tree_util.tree_flatten_with_path(expected)[0])
-  for key, exp in flat_e.items():
-    name = jax.tree_util.keystr(key)
-    if key not in flat_p:
-      raise WeightsError(f"{source}: parameter {name} missing")
-    if tuple(flat_p[key].shape) != tuple(exp.shape):
-      raise WeightsError(f"{source}: parameter {name} has shape {tuple(flat_p[key].shape)}, "
-                         f"config expects {tuple(exp.shape)}")
-  extra = set(flat_p) - set(flat_e)
-  if extra:
-    raise WeightsError(f"{source}: unexpected parameters "
-                       f"{sorted(jax.tree_util.keystr(k) for k in extra)[:3]}")
-
-
-def expected_shapes(cfg: ModelConfig) -> dict:
-  """Shape tree of a freshly initialised model of `cfg` (no FLOPs, no memory)."""
-  import jax
-  import jax.numpy as jnp
-  from prefix_jax.models import build_model
-  model = build_model(cfg)
-  tokens = jnp.zeros((1, 2), jnp.int32)
-  return jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), tokens))["params"]
-
-
 def load_hf_config(path: Path) -> tuple[HFArch, ModelConfig]:
   cfg_file = Path(path) / "config.json"
   if not cfg_file.exists():
@@ -167,7 +140,7 @@ def load_hf_dir(path, with_tokenizer: bool = True):
   arch, cfg = load_hf_config(path)
   tensors = read_safetensors(path)
   params = params_from_tensors(arch, cfg, tensors, path)
-  check_shapes(params, expected_shapes(cfg), path)
+  shapes.check_params(params, cfg, path)
   tokenizer = None
   if with_tokenizer and (path / "tokenizer.json").exists():
     tokenizer = Tokenizer.from_file(path / "tokenizer.json")

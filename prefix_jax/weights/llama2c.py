@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from prefix_jax.models.config import ModelConfig
-from prefix_jax.weights import llama_params as lp
+from prefix_jax.weights import llama_params as lp, shapes
 from prefix_jax.weights.errors import MissingFileError, WeightsError
 
 _HEADER = struct.Struct("<7i")
@@ -142,7 +142,7 @@ def load_llama2c(path, dtype="float32") -> tuple[ModelConfig, dict]:
     }
   if not h.shared_classifier:
     params["lm_head"] = {"kernel": kernel(a["wcls"])}
-  lp.check_llama_params(params, cfg, path)
+  shapes.check_params(params, cfg, path)
   if lp.numpy_dtype(dtype) != np.float32:
     params = lp.cast_tree(params, dtype)
   return cfg, params

@@ -1,17 +1,15 @@
-"""Our LLaMA parameter tree: expected shapes, checks, and the RoPE row permutation.
+"""Helpers of the LLaMA loaders (llama2.c, GGUF): the RoPE row permutation, tree set / cast.
 
-Tree (kernel = HF `weight.T`, numpy arrays):
+Our tree (kernel = HF `weight.T`, numpy arrays):
   embed/embedding [V, H]; layers_{i}/attn_norm/scale [H];
   layers_{i}/attn/{q_proj [H, Hq*D], k_proj [H, Hkv*D], v_proj [H, Hkv*D], o_proj [Hq*D, H]}/kernel;
   layers_{i}/mlp_norm/scale [H]; layers_{i}/mlp/{gate_proj, up_proj [H, I], down_proj [I, H]}/kernel;
   final_norm/scale [H]; lm_head/kernel [H, V] (absent with tied embeddings).
+The shapes the loaders check against come from the model itself (`weights.shapes`).
 """
 from __future__ import annotations
 
 import numpy as np
-
-from prefix_jax.models.config import ModelConfig
-from prefix_jax.weights.errors import WeightsError
 
 
 def interleaved_to_half(w: np.ndarray, n_heads: int) -> np.ndarray:
@@ -33,52 +31,6 @@ def half_to_interleaved(w: np.ndarray, n_heads: int) -> np.ndarray:
   d = rows // n_heads
   return np.ascontiguousarray(
       w.reshape(n_heads, 2, d // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape))
-
-
-def llama_shapes(cfg: ModelConfig) -> dict:
-  """The shape of every array of our LLaMA tree for `cfg` (nested dicts of tuples)."""
-  h, i, v = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
-  q, kv = cfg.num_heads * cfg.head_dim, cfg.kv_dim
-  tree = {"embed": {"embedding": (v, h)}, "final_norm": {"scale": (h,)}}
-  for l in range(cfg.num_layers):
-    tree[f"layers_{l}"] = {
-        "attn_norm": {"scale": (h,)},
-        "attn": {"q_proj": {"kernel": (h, q)}, "k_proj": {"kernel": (h, kv)},
-                 "v_proj": {"kernel": (h, kv)}, "o_proj": {"kernel": (q, h)}},
-        "mlp_norm": {"scale": (h,)},
-        "mlp": {"gate_proj": {"kernel": (h, i)}, "up_proj": {"kernel": (h, i)},
-                "down_proj": {"kernel": (i, h)}},
-    }
-  if not cfg.tie_embeddings:
-    tree["lm_head"] = {"kernel": (h, v)}
-  return tree
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
-  out = {}
-  for k, v in tree.items():
-    if isinstance(v, dict):
-      out.update(_flatten(v, f"{prefix}{k}/"))
-    else:
-      out[prefix + k] = v
-  return out
-
-
-def check_llama_params(params: dict, cfg: ModelConfig, source) -> None:
-  """Raises WeightsError naming `source` and the first missing, extra or misshapen array."""
-  want = _flatten(llama_shapes(cfg))
-  have = _flatten(params)
-  for name, shape in want.items():
-    if name not in have:
-      raise WeightsError(f"{source}: parameter {name} missing (config: num_layers="
-                         f"{cfg.num_layers}, hidden_size={cfg.hidden_size})")
-    if tuple(have[name].shape) != shape:
-      raise WeightsError(f"{source}: parameter {name} has shape {tuple(have[name].shape)}, "
-                         f"config expects {shape}")
-  extra = sorted(set(have) - set(want))
-  if extra:
-    raise WeightsError(f"{source}: unexpected parameters {extra[:3]} for config num_layers="
-                       f"{cfg.num_layers}")
 
 
 def set_path(tree: dict, path: tuple[str, ...], value) -> None:

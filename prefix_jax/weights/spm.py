@@ -15,27 +15,39 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from prefix_jax.weights.errors import MissingFileError, WeightsError
-from prefix_jax.weights.tokenizer import BaseTokenizer
+from prefix_jax.weights.tokenizer import Tokenizer
 
 _BYTE_PIECE = re.compile(rb"^<0x([0-9A-Fa-f]{2})>$")
 
 
-class SentencePieceBPE(BaseTokenizer):
-  """Args:
+def sentencepiece_tokenizer(pieces: Sequence[bytes], scores: Sequence[float],
+                            bos_id: int | None = 1, eos_id: int | None = 2,
+                            pad_id: int | None = None, add_bos: bool = True,
+                            add_dummy_prefix: bool = True, control_ids: Iterable[int] = ()
+                            ) -> Tokenizer:
+  """A `Tokenizer` over a `SentencePieceBPE` backend (`encode(text)` adds BOS if `add_bos`)."""
+  backend = SentencePieceBPE(pieces, scores, bos_id, (eos_id, pad_id, *control_ids),
+                             add_dummy_prefix)
+  return Tokenizer(backend, bos_id=bos_id, eos_id=eos_id, pad_id=pad_id, add_bos=add_bos)
+
+
+class SentencePieceBPE:
+  """The text work of a SentencePiece vocabulary (a `Tokenizer` backend).
+
+  Args:
     pieces: [V] byte strings, a space where SentencePiece writes '▁'.
     scores: [V] merge scores (higher merges first).
-    control_ids: ids never emitted by `decode` (BOS/EOS/pad are always included).
+    bos_id: a piece right after it loses its leading space in `decode`; never emitted.
+    control_ids: ids never emitted by `decode` (EOS, pad, control tokens).
   """
 
-  def __init__(self, pieces: Sequence[bytes], scores: Sequence[float], bos_id: int | None = 1,
-               eos_id: int | None = 2, pad_id: int | None = None, add_bos: bool = True,
-               add_dummy_prefix: bool = True, control_ids: Iterable[int] = ()):
+  def __init__(self, pieces: Sequence[bytes], scores: Sequence[float], bos_id: int | None,
+               control_ids: Iterable[int | None] = (), add_dummy_prefix: bool = True):
     if len(pieces) != len(scores):
       raise ValueError(f"{len(pieces)} pieces but {len(scores)} scores")
     self.pieces = list(pieces)
     self.scores = [float(s) for s in scores]
-    self.bos_id, self.eos_id, self.pad_id = bos_id, eos_id, pad_id
-    self.add_bos, self.add_dummy_prefix = add_bos, add_dummy_prefix
+    self.bos_id, self.add_dummy_prefix = bos_id, add_dummy_prefix
     self._ids: dict[bytes, int] = {}
     for i, p in enumerate(self.pieces):
       self._ids.setdefault(p, i)  # first match, as run.c's linear str_lookup
@@ -46,13 +58,16 @@ class SentencePieceBPE(BaseTokenizer):
       if m:
         self._byte_ids.setdefault(int(m.group(1), 16), i)
         self._byte_of[i] = int(m.group(1), 16)
-    self._skip = {i for i in (bos_id, eos_id, pad_id, *control_ids) if i is not None}
+    self._skip = {i for i in (bos_id, *control_ids) if i is not None}
 
   @property
   def vocab_size(self) -> int:
     return len(self.pieces)
 
-  def _encode_text(self, text: str) -> list[int]:
+  def token_to_id(self, token: str) -> int | None:
+    return self._ids.get(token.replace("\u2581", " ").encode("utf-8"))
+
+  def encode(self, text: str) -> list[int]:
     ids = []
     if text and self.add_dummy_prefix and b" " in self._ids:
       ids.append(self._ids[b" "])
@@ -112,7 +127,7 @@ class SentencePieceBPE(BaseTokenizer):
     return out.decode("utf-8", errors="replace")
 
 
-def read_llama2c_tokenizer(path, vocab_size: int | None = None) -> SentencePieceBPE:
+def read_llama2c_tokenizer(path, vocab_size: int | None = None) -> Tokenizer:
   """llama2.c `tokenizer.bin`: int32 max_token_length, then per token float32 score, int32
   length, bytes. `vocab_size` (the model's) must match the number of tokens when given."""
   path = Path(path)
@@ -139,4 +154,4 @@ def read_llama2c_tokenizer(path, vocab_size: int | None = None) -> SentencePiece
   if vocab_size is not None and len(pieces) != vocab_size:
     raise WeightsError(f"{path}: tokenizer has {len(pieces)} tokens but the model's "
                        f"vocab_size is {vocab_size}")
-  return SentencePieceBPE(pieces, scores, bos_id=1, eos_id=2, pad_id=None)
+  return sentencepiece_tokenizer(pieces, scores, bos_id=1, eos_id=2, pad_id=None)

@@ -1,15 +1,25 @@
-"""The one tokenizer interface every loader returns.
+"""The one tokenizer type of the package: `Tokenizer`, text <-> ids over a backend.
 
-`BaseTokenizer` fixes the interface: `encode(text, bos=None, eos=False) -> list[int]`,
-`decode(ids) -> str`, `vocab_size`, and `bos_id` / `eos_id` / `pad_id` (int or None).
-`Tokenizer` wraps a HF `tokenizers.Tokenizer` (GPT-2 BPE, BERT WordPiece, a GGUF byte-level
-BPE); `spm.SentencePieceBPE` (llama2.c and GGUF 'llama' vocabularies) is the other subclass.
+Every loader returns a `Tokenizer` (`weights.load_pretrained`, `gpt2_tokenizer`); the data
+pipeline, prefix initialisation, decoding and serving use it. Interface: `encode(text, bos=None,
+eos=False) -> list[int]`, `encode_batch(texts)`, `decode(ids) -> str`, `vocab_size`,
+`token_to_id(token)`, and `bos_id` / `eos_id` / `pad_id` (int or None).
+
+A backend does the text work (`encode(text)`, `decode(ids)`, `vocab_size`, `token_to_id`, and
+optionally `encode_batch(texts)`); the `Tokenizer` adds BOS/EOS on request:
+  * `HFBackend`: a HF `tokenizers.Tokenizer` (GPT-2 BPE, BERT WordPiece, a GGUF byte-level BPE),
+    built by `Tokenizer.from_file` (a `tokenizer.json`) and `gguf_tokenizer`;
+  * `spm.SentencePieceBPE`: a scored SentencePiece vocabulary (llama2.c, GGUF 'llama'), built
+    by `spm.sentencepiece_tokenizer`;
+  * `MissingTokenizer(message)` stands in for the tokenizer a model folder lacks.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
+
+import tokenizers
 
 from prefix_jax import paths
 from prefix_jax.weights.errors import MissingFileError, WeightsError, one_line
@@ -20,51 +30,13 @@ _EOS_NAMES = ("<|end_of_text|>", "</s>", "<|endoftext|>", "[SEP]", "<eos>")
 _PAD_NAMES = ("<pad>", "[PAD]", "<|pad|>")
 
 
-class BaseTokenizer:
-  """Text <-> ids. Subclasses set `bos_id`, `eos_id`, `pad_id`, `add_bos` and implement
-  `_encode_text(text) -> list[int]`, `decode(ids)` and `vocab_size`."""
-  bos_id: int | None = None
-  eos_id: int | None = None
-  pad_id: int | None = None
-  add_bos: bool = False  # what `encode(text)` does when `bos` is not given
+class Tokenizer:
+  """Text <-> ids: `backend` does the text work; `add_bos` is what `encode(text)` does when
+  `bos` is not given."""
 
-  def encode(self, text: str, bos: bool | None = None, eos: bool = False) -> list[int]:
-    """Token ids of `text`, with BOS in front if `bos` (default `self.add_bos`), EOS after if `eos`."""
-    bos = self.add_bos if bos is None else bos
-    ids = self._encode_text(text)
-    if bos:
-      if self.bos_id is None:
-        raise ValueError(f"{type(self).__name__} has no BOS token")
-      ids = [self.bos_id] + ids
-    if eos:
-      if self.eos_id is None:
-        raise ValueError(f"{type(self).__name__} has no EOS token")
-      ids = ids + [self.eos_id]
-    return ids
-
-  def _encode_text(self, text: str) -> list[int]:
-    raise NotImplementedError
-
-  def decode(self, ids: Iterable[int]) -> str:
-    raise NotImplementedError
-
-  @property
-  def vocab_size(self) -> int:
-    raise NotImplementedError
-
-
-class Tokenizer(BaseTokenizer):
-  """A HF `tokenizers.Tokenizer` with padding and truncation turned off.
-
-  `encode` runs the tokenizer's own post-processor (so BERT gets `[CLS] ... [SEP]`, GPT-2
-  nothing); `bos=True` / `eos=True` add the ids on top. `decode` skips special tokens.
-  """
-
-  def __init__(self, hf_tokenizer, bos_id: int | None = None, eos_id: int | None = None,
+  def __init__(self, backend, bos_id: int | None = None, eos_id: int | None = None,
                pad_id: int | None = None, add_bos: bool = False):
-    hf_tokenizer.no_padding()
-    hf_tokenizer.no_truncation()
-    self.hf = hf_tokenizer
+    self.backend = backend
     self.bos_id, self.eos_id, self.pad_id, self.add_bos = bos_id, eos_id, pad_id, add_bos
 
   @classmethod
@@ -72,21 +44,66 @@ class Tokenizer(BaseTokenizer):
                 pad_id: int | None = None) -> "Tokenizer":
     """Reads a `tokenizer.json`. Special ids not given are taken from a
     `special_tokens_map.json` beside it, else from well-known special token names."""
-    from tokenizers import Tokenizer as HFTokenizer
     path = Path(path)
     if not path.is_file():
       raise MissingFileError(f"{path}: tokenizer file not found")
     try:
-      hf_tok = HFTokenizer.from_file(str(path))
+      hf_tok = tokenizers.Tokenizer.from_file(str(path))
     except Exception as e:  # tokenizers raises a bare Exception on malformed JSON
       raise WeightsError(f"{path}: cannot read tokenizer ({one_line(e)})") from None
     found = _special_ids(hf_tok, path.parent / "special_tokens_map.json")
-    return cls(hf_tok, bos_id if bos_id is not None else found["bos"],
+    return cls(HFBackend(hf_tok), bos_id if bos_id is not None else found["bos"],
                eos_id if eos_id is not None else found["eos"],
                pad_id if pad_id is not None else found["pad"])
 
-  def _encode_text(self, text: str) -> list[int]:
+  def encode(self, text: str, bos: bool | None = None, eos: bool = False) -> list[int]:
+    """Token ids of `text`: BOS in front if `bos` (default `self.add_bos`), EOS after if `eos`."""
+    return self._add_specials(self.backend.encode(text), bos, eos)
+
+  def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+    """`[encode(t) for t in texts]`, in one call where the backend can batch."""
+    batch = getattr(self.backend, "encode_batch", None)
+    rows = batch(list(texts)) if batch else [self.backend.encode(t) for t in texts]
+    return [self._add_specials(ids, None, False) for ids in rows]
+
+  def _add_specials(self, ids: list[int], bos: bool | None, eos: bool) -> list[int]:
+    if self.add_bos if bos is None else bos:
+      if self.bos_id is None:
+        raise ValueError("this tokenizer has no BOS token")
+      ids = [self.bos_id] + ids
+    if eos:
+      if self.eos_id is None:
+        raise ValueError("this tokenizer has no EOS token")
+      ids = ids + [self.eos_id]
+    return ids
+
+  def decode(self, ids: Iterable[int]) -> str:
+    """Text of `ids`; special tokens (BOS, EOS, pad, control) are left out."""
+    return self.backend.decode(ids)
+
+  @property
+  def vocab_size(self) -> int:
+    return self.backend.vocab_size
+
+  def token_to_id(self, token: str) -> int | None:
+    return self.backend.token_to_id(token)
+
+
+class HFBackend:
+  """A HF `tokenizers.Tokenizer` with padding and truncation turned off. `encode` runs the
+  tokenizer's own post-processor (BERT gets `[CLS] ... [SEP]`, GPT-2 nothing); `decode` skips
+  special tokens."""
+
+  def __init__(self, hf_tokenizer: tokenizers.Tokenizer):
+    hf_tokenizer.no_padding()
+    hf_tokenizer.no_truncation()
+    self.hf = hf_tokenizer
+
+  def encode(self, text: str) -> list[int]:
     return list(self.hf.encode(text).ids)
+
+  def encode_batch(self, texts: list[str]) -> list[list[int]]:
+    return [list(e.ids) for e in self.hf.encode_batch(texts)]
 
   def decode(self, ids: Iterable[int]) -> str:
     return self.hf.decode([int(i) for i in ids], skip_special_tokens=True)
@@ -99,18 +116,18 @@ class Tokenizer(BaseTokenizer):
     return self.hf.token_to_id(token)
 
 
-class MissingTokenizer(BaseTokenizer):
+class MissingTokenizer(Tokenizer):
   """Stands in for a tokenizer a model folder lacks: the weights load, and the first use
   (encode, decode, vocab_size or a special id) raises `MissingFileError` naming what is missing."""
 
-  def __init__(self, message: str):
+  def __init__(self, message: str):  # no backend, no ids: every use raises
     self._message = message
 
   def _missing(self, *args, **kwargs):
     raise MissingFileError(self._message)
 
-  _encode_text = decode = _missing
-  vocab_size = bos_id = eos_id = pad_id = property(_missing)
+  encode = encode_batch = decode = token_to_id = _missing
+  vocab_size = bos_id = eos_id = pad_id = add_bos = backend = property(_missing)
 
   def __bool__(self) -> bool:  # `if tokenizer:` reads as "no tokenizer"
     return False
