@@ -79,7 +79,7 @@ def shared_root(tmp_path_factory):
 def fast_compiles():
   """Tiny cells are compile-bound (one train step, two decoded rows): XLA's optimization
   passes cost more than they save, so they are skipped here (outputs are not compared)."""
-  old = jax.config.jax_disable_most_optimizations
+  old = jax.config.read("jax_disable_most_optimizations")
   jax.config.update("jax_disable_most_optimizations", True)
   yield
   jax.config.update("jax_disable_most_optimizations", old)
