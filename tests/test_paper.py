@@ -2,7 +2,6 @@
 import json
 from pathlib import Path
 
-import jax
 import pytest
 
 from experiments.paper.__main__ import main as paper_main
@@ -75,19 +74,8 @@ def shared_root(tmp_path_factory):
   return tmp_path_factory.mktemp("paper")  # tables share cells (e.g. the E2E prefix run)
 
 
-@pytest.fixture
-def fast_compiles():
-  """Tiny cells are compile-bound (one train step, two decoded rows): XLA's optimization
-  passes cost more than they save, so they are skipped here (outputs are not compared)."""
-  old = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", old)
-
-
 @pytest.mark.parametrize("name", sorted(SPECS))
-def test_tiny_scale_runs_and_renders(name, shared_root, shared_dir, tmp_path, monkeypatch,
-                                     fast_compiles):
+def test_tiny_scale_runs_and_renders(name, shared_root, shared_dir, tmp_path, monkeypatch):
   spec = SPECS[name]
   if any(c.task == "xsum" for c in spec.columns):  # XSUM's files are not in shared/: a fixture
     shared_with_xsum(tmp_path, monkeypatch, n=60)  # within_news keeps a fraction for training
