@@ -36,29 +36,32 @@ def decode_config(config, tokenizer, vocab_size: int) -> DecodeConfig:
                       no_repeat_ngram_size=d.get("no_repeat_ngram_size", 0))
 
 
-def classify_split(config, workdir, model, backbone, prefix, tokenizer, split, out_path):
+def classify_split(config, workdir, model, backbone, prefix, tokenizer, split, out_path,
+                   delta=None):
   """Label words predicted for `split` by an encoder with its trained head (`head.safetensors`
-  of `workdir`), written one per line; returns (predictions, references)."""
+  of `workdir`) and the method's `delta` (or None), written one per line; returns
+  (predictions, references)."""
   from prefix_jax.train import data as train_data
   from prefix_jax.train.heads import load_head
   backbone = load_head(workdir, backbone)
   words = train_data.label_words(config)
   gold, batches = train_data.classification_batches(config, tokenizer, split)
-  logits_fn = jax.jit(lambda params, p, inputs, mask: model.apply(
-      {"params": params}, inputs, prefix=p, mask=mask).logits)
+  logits_fn = jax.jit(lambda params, p, d, inputs, mask: model.apply(
+      {"params": params}, inputs, prefix=p, mask=mask, delta=d).logits)
   preds = []
   for b in batches:
     p = prefix.gather(b["task"]) if prefix is not None and prefix.batched else prefix
-    labels = np.argmax(np.asarray(logits_fn(backbone, p, b["inputs"], b["mask"])), -1)
+    labels = np.argmax(np.asarray(logits_fn(backbone, p, delta, b["inputs"], b["mask"])), -1)
     preds.extend(words[i] for i in labels[b["valid"]])
   write_lines_atomic(out_path, preds)
   return preds, [[g] for g in gold], {}
 
 
-def generate_split(config, model, backbone, prefix, spec, tokenizer, split, out_path):
-  """Decoded predictions of `split` (decoder-only or encoder-decoder); an infix sits between
-  each source and its generated target, as in training. Returns (predictions, references,
-  extra metric kwargs)."""
+def generate_split(config, model, backbone, prefix, spec, tokenizer, split, out_path,
+                   delta=None):
+  """Decoded predictions of `split` (decoder-only or encoder-decoder) with the method's
+  `delta` (or None); an infix sits between each source and its generated target, as in
+  training. Returns (predictions, references, extra metric kwargs)."""
   from prefix_jax.train import data as train_data
   refs, extra, batches = train_data.generation_batches(config, tokenizer, model.cfg, split)
   if spec is None or not spec.num_tasks:  # task ids matter only for a prefix bank
@@ -66,7 +69,7 @@ def generate_split(config, model, backbone, prefix, spec, tokenizer, split, out_
   infix = spec is not None and spec.placement == "infix"
   preds = generate_dataset(model, backbone, prefix, batches, tokenizer, out_path=out_path,
                            config=decode_config(config, tokenizer, model.cfg.vocab_size),
-                           infix=infix)
+                           infix=infix, delta=delta)
   return preds, refs, extra
 
 
@@ -85,15 +88,15 @@ def evaluate_workdir(config, workdir, *, prefix_file=None, split: str | None = N
   cfg, backbone = task_backbone(config, cfg, backbone)
   train_data.check_budget(config, cfg)
   model = build_model(cfg)
-  backbone, prefix, spec = trained_weights(config, cfg, backbone, workdir, prefix_file)
+  backbone, prefix, spec, delta = trained_weights(config, cfg, backbone, workdir, prefix_file)
   split = split or config.data.test_split
   out_path = workdir / out_name
   if model_kind(cfg) == "encoder":
     preds, refs, extra = classify_split(config, workdir, model, backbone, prefix, tokenizer,
-                                        split, out_path)
+                                        split, out_path, delta)
   else:
     preds, refs, extra = generate_split(config, model, backbone, prefix, spec, tokenizer, split,
-                                        out_path)
+                                        out_path, delta)
   scores = metrics.score(config.task, preds, refs, **extra)
   metrics.write_scores(workdir / scores_name, scores)
   return dict(scores)

@@ -60,7 +60,8 @@ def test_evaluation_decodes_an_infix_as_an_infix(method, infix, monkeypatch, sha
   from run_tiny import tiny_config
   seen = {}
 
-  def spy(model, backbone, prefix, batches, tokenizer, *, out_path, config, infix=False):
+  def spy(model, backbone, prefix, batches, tokenizer, *, out_path, config, infix=False,
+          delta=None):
     seen["infix"] = infix
     return ["x"] * sum(int(b["valid"].sum()) for b in batches)
 

@@ -1,5 +1,6 @@
 """A run exports what it trained and `evaluate` scores exactly those weights (full and top-k
-fine-tuning; LoRA folded into the backbone); summary.json records the trainable share; a
+fine-tuning; LoRA folded into the backbone or, with lora.merge=False, passed as a delta, the
+same predictions; adapters passed as a delta); summary.json records the trainable share; a
 method that does not apply stops `python -m prefix_jax.main` with one line and exit 2."""
 import json
 import subprocess
@@ -52,30 +53,39 @@ def _logits(params, delta=None):
   return np.asarray(build_model(cfg).apply({"params": params}, TOKENS, delta=delta))
 
 
-def _scored_backbone(config, wd, monkeypatch):
-  """The backbone `evaluate` decodes with (recorded at its call to generate_dataset)."""
+def _scored_weights(config, wd, monkeypatch):
+  """(backbone, delta) `evaluate` decodes with (recorded at its call to generate_dataset)."""
   seen = {}
   real = evaluate_lib.generate_dataset
 
   def spy(model, backbone, *args, **kw):
-    seen["backbone"] = backbone
+    seen.update(backbone=backbone, delta=kw.get("delta"))
     return real(model, backbone, *args, **kw)
 
   monkeypatch.setattr(evaluate_lib, "generate_dataset", spy)
   evaluate_lib.evaluate_workdir(config, wd)
-  return seen["backbone"]
+  return seen["backbone"], seen["delta"]
 
 
-@pytest.mark.parametrize("method", ["finetune", "finetune_top1", "lora"])
+@pytest.mark.parametrize("method", ["finetune", "finetune_top1", "lora", "adapter"])
 def test_evaluate_scores_the_trained_weights(tmp_path_factory, shared_dir, monkeypatch, method):
   config, wd, summary = _run(tmp_path_factory, method)
   pretrained, trained, tree = _restore(config, wd)
-  scored = _scored_backbone(config, wd, monkeypatch)
+  scored, scored_delta = _scored_weights(config, wd, monkeypatch)
   assert (wd / "scores.json").exists()
-  delta = Delta(tree["delta"], 16.0 / 8) if method == "lora" else None
+  scale = {"lora": 16.0 / 8, "adapter": 1.0}.get(method)
+  delta = Delta(tree["delta"], scale) if scale else None
   want = _logits(trained, delta)
   assert np.abs(want - _logits(pretrained)).max() > 1e-3  # training moved the model
-  np.testing.assert_allclose(_logits(scored), want, atol=1e-5, rtol=0)
+  assert (scored_delta is None) == (method != "adapter")  # LoRA merged by default
+  np.testing.assert_allclose(_logits(scored, scored_delta), want, atol=1e-5, rtol=0)
+  if method == "lora":  # unmerged: the delta reaches the decoder, the predictions are the same
+    merged = (wd / "predictions.txt").read_text()
+    config.lora.merge = False
+    scored, scored_delta = _scored_weights(config, wd, monkeypatch)
+    assert scored_delta is not None
+    np.testing.assert_allclose(_logits(scored, scored_delta), want, atol=1e-5, rtol=0)
+    assert (wd / "predictions.txt").read_text() == merged
   _, leaves, exported_delta, _ = load_trained(wd / METHOD_FILE, load_backbone(config.model)[0])
   flat = traverse_util.flatten_dict(pretrained, sep="/")
   if method == "finetune":
@@ -86,7 +96,7 @@ def test_evaluate_scores_the_trained_weights(tmp_path_factory, shared_dir, monke
     for k, v in flat.items():
       if k not in leaves:
         np.testing.assert_array_equal(np.asarray(used[k]), np.asarray(v), err_msg=k)
-  if method == "lora":
+  if method in ("lora", "adapter"):
     assert not leaves and exported_delta
   record = json.loads((wd / "summary.json").read_text())
   assert record["trainable_params"] == sum(

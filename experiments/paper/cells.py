@@ -10,7 +10,6 @@ from experiments.paper.specs import SCALES, Column, Row, Scale, Spec
 from prefix_jax.methods import MethodError, check_name
 from prefix_jax.sweep.grid import Cell, SweepError, load_config
 from prefix_jax.train.backbone import TINY
-from prefix_jax.train.method_run import NOT_DECODED
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,8 +79,7 @@ def missing_reason(tc: TableCell) -> str | None:
   if config.model.startswith("tiny-") and config.model not in TINY:
     return f"backbone {config.model} missing (tiny backbones: {sorted(TINY)})"
   try:
-    if check_name(config.method) in NOT_DECODED:
-      return f"method {config.method}: evaluate cannot decode it yet (no delta= in decoding)"
+    check_name(config.method)
   except MethodError as e:
     return str(e)
   return None

@@ -122,7 +122,7 @@ class Scale:
 _TINY_ARGS = ("steps=1,epochs=0,batch=4,n=8,train.log_every=1,train.checkpoint_every=100,"
               "data.max_source_len=24,data.max_target_len=16,data.num_eval_loss_examples=0,"
               "decode.num_examples=2,decode.beam_size=1,decode.max_new_tokens=2,"
-              "prefix.mlp_hidden=8")
+              "prefix.mlp_hidden=8,llama_adapter.layers=2")
 
 SCALES = {
     # Random tiny backbones, one step on 8 examples, 2 decoded rows: seconds a cell (CI).

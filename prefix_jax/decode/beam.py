@@ -24,6 +24,7 @@ from prefix_jax.decode import cache as kv
 from prefix_jax.decode.config import DecodeConfig
 from prefix_jax.decode.output import DecodeOutput
 from prefix_jax.decode.processors import Rules, constrain, length_penalty, prepare_request
+from prefix_jax.models.deltas import Delta
 from prefix_jax.prefixes.types import Prefix
 
 Array = jax.Array
@@ -31,7 +32,7 @@ Array = jax.Array
 
 def beam_search(model, backbone: dict, inputs: Array, mask: Array | None = None,
                 prefix: Prefix | None = None, *, config: DecodeConfig,
-                infix: bool = False) -> DecodeOutput:
+                infix: bool = False, delta: Delta | None = None) -> DecodeOutput:
   """Beam search of width `config.num_beams` over a left-padded batch.
 
   Args: as `greedy_search`. The prefix (shared or per-example) is prefilled once per
@@ -41,7 +42,7 @@ def beam_search(model, backbone: dict, inputs: Array, mask: Array | None = None,
     are length-penalized (see `DecodeConfig`), `logprobs` are not.
   """
   inputs, mask, rules, size = prepare_request(model, config, inputs, mask, prefix)
-  return _beam(model, backbone, inputs, mask, prefix, rules, kv.infix_at(inputs, infix),
+  return _beam(model, backbone, inputs, mask, prefix, rules, kv.infix_at(inputs, infix), delta,
                k=config.num_beams, n=config.max_new_tokens, size=size)
 
 
@@ -54,10 +55,10 @@ def _top(scores: Array, k: int, *arrays: Array):
 
 
 @functools.partial(jax.jit, static_argnames=("model", "k", "n", "size"))
-def _beam(model, backbone, inputs, mask, prefix, rules: Rules, prefix_at, *, k: int, n: int,
-          size: int):
+def _beam(model, backbone, inputs, mask, prefix, rules: Rules, prefix_at, delta, *, k: int,
+          n: int, size: int):
   b = inputs.shape[0]
-  logits, cache = kv.prefill(model, backbone, inputs, mask, prefix, size, prefix_at)
+  logits, cache = kv.prefill(model, backbone, inputs, mask, prefix, size, prefix_at, delta)
   v = logits.shape[-1]
   cache = kv.repeat_beams(cache, k)
   logits = jnp.repeat(logits, k, axis=0)
@@ -107,7 +108,8 @@ def _beam(model, backbone, inputs, mask, prefix, rules: Rules, prefix_at, *, k: 
 
   def body(carry):
     t, alive, fin, cache, _ = carry
-    logits, cache = kv.step(model, backbone, alive["seq"][:, :, t - 1].reshape(-1), cache)
+    logits, cache = kv.step(model, backbone, alive["seq"][:, :, t - 1].reshape(-1), cache,
+                            delta)
     alive, fin, cache, done = advance(alive, fin, cache, logits, t)
     return t + 1, alive, fin, cache, done
 

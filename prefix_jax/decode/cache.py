@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from prefix_jax.models.decoder import KVCache
+from prefix_jax.models.deltas import Delta
 from prefix_jax.prefixes.types import Prefix
 
 Array = jax.Array
@@ -40,18 +41,20 @@ def _per_example(prefix: Prefix | None, b: int) -> Prefix | None:
                 mask=prefix.valid(b))
 
 
-def _prefill_seq2seq(model, backbone, inputs, mask, prefix, size):
+def _prefill_seq2seq(model, backbone, inputs, mask, prefix, size, delta):
   """Encodes the source once (encoder prefix), then feeds the decoder start token with the
-  decoder prefix written into the cache; the cross prefix is kept for every step."""
+  decoder prefix written into the cache; the cross prefix is kept for every step. `delta`
+  acts in the encoder here and in the decoder at every step."""
   from prefix_jax.prefixes.seq2seq import Seq2SeqPrefix
   cls, variables, b = type(model), {"params": backbone}, inputs.shape[0]
-  memory = model.apply(variables, inputs, prefix=prefix, src_mask=mask, method=cls.encode)
+  memory = model.apply(variables, inputs, prefix=prefix, src_mask=mask, delta=delta,
+                       method=cls.encode)
   cache = cls.init_cache(model.cfg, b, size, dtype=model.dtype)
   start = jnp.full((b, 1), model.cfg.decoder_start_token_id, jnp.int32)
   cross = None if prefix is None else _per_example(prefix.cross, b)
   first = None if prefix is None else Seq2SeqPrefix(decoder=prefix.decoder, cross=cross)
   logits, cache = model.apply(variables, start, memory, prefix=first, cache=cache,
-                              method=cls.decode)
+                              delta=delta, method=cls.decode)
   return logits[:, -1], Seq2SeqState(cache=cache, memory=memory, cross=cross)
 
 
@@ -61,22 +64,25 @@ def infix_at(inputs: Array, infix: bool) -> Array | None:
 
 
 def prefill(model, backbone: dict, inputs: Array, mask: Array, prefix: Prefix | None,
-            size: int, prefix_at: Array | None = None) -> tuple[Array, KVCache]:
+            size: int, prefix_at: Array | None = None,
+            delta: Delta | None = None) -> tuple[Array, KVCache]:
   """Runs the left-padded source [B, S] (and the prefix, once) into a fresh cache of `size`.
 
   The same `model.apply(prefix=...)` as in training: a kv/hidden prefix's keys/values are
   written into the first cache slots (once; later steps pass no prefix), a prompt prefix is
   part of the prefilled sequence. `prefix_at` [B] places an infix (see `infix_at`): after the
   prompt, so the prompt does not see it and every generated token does, as in training.
+  `delta`: a method's added parameters (`models.deltas.Delta`: unmerged LoRA, adapters,
+  LLaMA-Adapter), the same tree at prefill and at every `step`; None: the plain backbone.
   Returns the next-token logits [B, V] and the cache.
   """
   if is_seq2seq(model):
     if prefix_at is not None:
       raise ValueError("an encoder-decoder takes no infix")
-    return _prefill_seq2seq(model, backbone, inputs, mask, prefix, size)
+    return _prefill_seq2seq(model, backbone, inputs, mask, prefix, size, delta)
   cache = KVCache.init(model.cfg, inputs.shape[0], size, dtype=model.dtype)
   logits, cache = model.apply({"params": backbone}, inputs, prefix=prefix, mask=mask,
-                              prefix_at=prefix_at, cache=cache)
+                              prefix_at=prefix_at, cache=cache, delta=delta)
   # Left padding: the last column is every row's last real token.
   return logits[:, -1], cache
 
@@ -87,17 +93,19 @@ def prefix_kv(model, backbone: dict, prefix: Prefix) -> Prefix:
   return model.apply({"params": backbone}, prefix, method=type(model).prefix_to_kv)
 
 
-def step(model, backbone: dict, tokens: Array, cache):
-  """Feeds one token per row, tokens [B] -> next-token logits [B, V] and the cache/state."""
+def step(model, backbone: dict, tokens: Array, cache, delta: Delta | None = None):
+  """Feeds one token per row, tokens [B] -> next-token logits [B, V] and the cache/state
+  (`delta` as in `prefill`)."""
   if isinstance(cache, Seq2SeqState):
     from prefix_jax.prefixes.seq2seq import Seq2SeqPrefix
     state = cache
     prefix = None if state.cross is None else Seq2SeqPrefix(cross=state.cross)
     logits, new = model.apply({"params": backbone}, tokens[:, None], state.memory, prefix=prefix,
-                              cache=state.cache, method=type(model).decode)
+                              cache=state.cache, delta=delta, method=type(model).decode)
     return logits[:, 0], state.replace(cache=new)
   logits, cache = model.apply({"params": backbone}, tokens[:, None],
-                              mask=jnp.ones((tokens.shape[0], 1), bool), cache=cache)
+                              mask=jnp.ones((tokens.shape[0], 1), bool), cache=cache,
+                              delta=delta)
   return logits[:, 0], cache
 
 

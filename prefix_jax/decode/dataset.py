@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from prefix_jax.decode.cache import prefix_kv
 from prefix_jax.decode.config import DecodeConfig
 from prefix_jax.decode.search import generate
+from prefix_jax.models.deltas import Delta
 from prefix_jax.prefixes.types import Prefix
 
 
@@ -50,7 +51,7 @@ def _one_line(text: str) -> str:
 
 def generate_dataset(model, backbone: dict, prefix: Prefix | None, batches: Iterable[dict],
                      tokenizer, *, out_path, config: DecodeConfig,
-                     infix: bool = False) -> list[str]:
+                     infix: bool = False, delta: Delta | None = None) -> list[str]:
   """Decodes every valid row of `batches` and writes the predictions to `out_path`.
 
   Args:
@@ -60,14 +61,16 @@ def generate_dataset(model, backbone: dict, prefix: Prefix | None, batches: Iter
       A hidden prefix is converted to keys/values once here.
     tokenizer: anything with `decode(ids) -> str`.
     infix: the prefix is an infix (placed after each prompt, see `greedy_search`).
+    delta: a method's added parameters (`models.deltas.Delta`) or None, as `greedy_search`.
   Returns:
     The predictions of valid rows, in order (also the lines of `out_path`; newlines inside a
     prediction become spaces).
   Each distinct [B, S] compiles once: bucket source lengths upstream. A batch smaller than
   the first is padded with invalid rows to the first's size.
   """
-  # A hidden infix keeps its form: its keys depend on where it sits (RoPE).
-  if isinstance(prefix, Prefix) and prefix.form == "hidden" and not infix:
+  # A hidden infix keeps its form: its keys depend on where it sits (RoPE). With a delta the
+  # model converts it itself (prefix_kv runs the plain projections).
+  if isinstance(prefix, Prefix) and prefix.form == "hidden" and not infix and delta is None:
     prefix = prefix_kv(model, backbone, prefix)
   bank = isinstance(prefix, Prefix) and prefix.batched
   total = len(batches) if hasattr(batches, "__len__") else None
@@ -91,7 +94,8 @@ def generate_dataset(model, backbone: dict, prefix: Prefix | None, batches: Iter
     row_prefix = prefix
     if task is not None:
       row_prefix = prefix.gather(jnp.asarray(np.where(valid, task, 0), jnp.int32))
-    out = generate(model, backbone, inputs, mask, row_prefix, config=config, infix=infix)
+    out = generate(model, backbone, inputs, mask, row_prefix, config=config, infix=infix,
+                   delta=delta)
     tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
     for row in np.flatnonzero(valid):
       predictions.append(_one_line(tokenizer.decode(tokens[row, :lengths[row]].tolist())))

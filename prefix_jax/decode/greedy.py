@@ -10,6 +10,7 @@ from prefix_jax.decode import cache as kv
 from prefix_jax.decode.config import DecodeConfig
 from prefix_jax.decode.output import DecodeOutput
 from prefix_jax.decode.processors import Rules, constrain, prepare_request
+from prefix_jax.models.deltas import Delta
 from prefix_jax.prefixes.types import Prefix
 
 Array = jax.Array
@@ -17,7 +18,7 @@ Array = jax.Array
 
 def greedy_search(model, backbone: dict, inputs: Array, mask: Array | None = None,
                   prefix: Prefix | None = None, *, config: DecodeConfig,
-                  infix: bool = False) -> DecodeOutput:
+                  infix: bool = False, delta: Delta | None = None) -> DecodeOutput:
   """Greedy decoding of a left-padded batch.
 
   Args:
@@ -29,19 +30,22 @@ def greedy_search(model, backbone: dict, inputs: Array, mask: Array | None = Non
     config: a `DecodeConfig`; `num_beams` is ignored.
     infix: the prefix sits between the prompt and the generated tokens (an infix trained
       before the target, `prefix_at` = the source length), not before the prompt.
+    delta: a method's added parameters (`models.deltas.Delta`: unmerged LoRA, adapters,
+      LLaMA-Adapter) acting at prefill and every step; a traced argument of the compiled
+      search (a new tree of the same shapes does not recompile). None: the plain backbone.
   Returns:
     `DecodeOutput` with tokens [B, max_new_tokens].
   """
   inputs, mask, rules, size = prepare_request(model, config, inputs, mask, prefix)
   return _greedy(model, backbone, inputs, mask, prefix, rules, kv.infix_at(inputs, infix),
-                 n=config.max_new_tokens, size=size)
+                 delta, n=config.max_new_tokens, size=size)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "n", "size"))
-def _greedy(model, backbone, inputs, mask, prefix, rules: Rules, prefix_at, *, n: int,
+def _greedy(model, backbone, inputs, mask, prefix, rules: Rules, prefix_at, delta, *, n: int,
             size: int):
   b = inputs.shape[0]
-  logits, cache = kv.prefill(model, backbone, inputs, mask, prefix, size, prefix_at)
+  logits, cache = kv.prefill(model, backbone, inputs, mask, prefix, size, prefix_at, delta)
 
   def choose(state, logits, t):
     tokens, lengths, logprobs, done = state
@@ -65,7 +69,7 @@ def _greedy(model, backbone, inputs, mask, prefix, rules: Rules, prefix_at, *, n
 
   def body(carry):
     t, state, tok, cache = carry
-    logits, cache = kv.step(model, backbone, tok, cache)
+    logits, cache = kv.step(model, backbone, tok, cache, delta)
     state, tok = choose(state, logits, t)
     return t + 1, state, tok, cache
 

@@ -62,27 +62,35 @@ def _block_regex(paths) -> str:
   return "^(" + "|".join(re.escape("/".join(p)) for p in paths) + ")/"
 
 
+def _head(config) -> str:
+  """`train.trainable_pattern` (an encoder task's head): it trains with every method."""
+  return config["train"].get("trainable_pattern", "") if "train" in config else ""
+
+
+def _or(pattern: str, head: str) -> str:
+  return f"(?:{pattern})|(?:{head})" if head else pattern
+
+
 def _finetune_top(config, backbone) -> Method:
   k = _section(config, "finetune").get("top_layers", 2)
   depth = min(len(v) for v in tree_lib.stacks(backbone).values())
   if not isinstance(k, int) or not 0 < k <= depth:
     raise MethodError(f"finetune.top_layers must be in 1..{depth} for this backbone, got {k!r}")
-  return Method("finetune_top", pattern=_block_regex(tree_lib.top_blocks(backbone, k)),
-                settings={"top_layers": k})
+  return Method("finetune_top", settings={"top_layers": k},
+                pattern=_or(_block_regex(tree_lib.top_blocks(backbone, k)), _head(config)))
 
 
-def _bitfit(cfg, backbone) -> Method:
+def _bitfit(config, cfg, backbone) -> Method:
   pattern = r"(^|/)bias$"
   flat = traverse_util.flatten_dict(backbone, sep="/")
   if not any(re.search(pattern, k) for k in flat):
     raise MethodError(f"method 'bitfit' trains biases only, and this {cfg.arch} backbone has no "
                       "bias parameters")
-  return Method("bitfit", pattern=pattern)
+  return Method("bitfit", pattern=_or(pattern, _head(config)))
 
 
 def _added(name, config, cfg, backbone) -> Method:
-  head = config["train"].get("trainable_pattern", "") if "train" in config else ""
-  s = _section(config, name)
+  head, s = _head(config), _section(config, name)
   if name == "lora":
     rank, alpha = s.get("rank", 8), float(s.get("alpha", 16.0))
     if not isinstance(rank, int) or rank <= 0 or alpha <= 0:
@@ -128,11 +136,11 @@ def build_method(config, cfg, backbone: dict) -> Method:
     config = dict(config, finetune={"top_layers": int(top.group(1))})
   if name in PREFIX_FAMILY:
     return Method(name, spec=PrefixSpec.from_config(config["prefix"]),
-                  pattern=config["train"].get("trainable_pattern", ""))
+                  pattern=_head(config))
   if name == "finetune":
     return Method("finetune", pattern=".*")
   if name == "finetune_top":
     return _finetune_top(config, backbone)
   if name == "bitfit":
-    return _bitfit(cfg, backbone)
+    return _bitfit(config, cfg, backbone)
   return _added(name, config, cfg, backbone)

@@ -31,7 +31,7 @@ SHORTCUTS = {
     "seed": "seed", "n": "data.num_train_examples", "reparam": "prefix.reparam",
     "init": "prefix.init", "dtype": "dtype", "top_layers": "finetune.top_layers",
     "adapter_dim": "adapter.dim", "adapter_share": "adapter.share", "lora_rank": "lora.rank",
-    "lora_alpha": "lora.alpha",
+    "lora_alpha": "lora.alpha", "lora_merge": "lora.merge",
 }
 
 
@@ -47,7 +47,8 @@ def base_config() -> ml_collections.ConfigDict:
       init_text="table-to-text:", init_std=0.02, placement="prefix", num_tasks=0))
   c.finetune = ml_collections.ConfigDict(dict(top_layers=2))
   c.adapter = ml_collections.ConfigDict(dict(dim=32, share=0.0))  # share > 0 wins over dim
-  c.lora = ml_collections.ConfigDict(dict(rank=8, alpha=16.0, targets="q,v"))
+  # merge: evaluate decodes LoRA folded into the kernels (True) or as a delta (False)
+  c.lora = ml_collections.ConfigDict(dict(rank=8, alpha=16.0, targets="q,v", merge=True))
   c.llama_adapter = ml_collections.ConfigDict(dict(length=10, layers=8))
   c.data = ml_collections.ConfigDict(dict(
       train_split="train", eval_split="validation", test_split="test",

@@ -29,9 +29,6 @@ from prefix_jax.train.loss import loss_function
 from prefix_jax.train.step import merge_backbone, split_backbone
 
 METHOD_FILE = "method.safetensors"   # trained backbone leaves and/or added parameters
-# Methods whose added parameters the decoder does not take yet (no `delta=` through the KV
-# cache): they train, export and report an eval loss; `evaluate` refuses them in one line.
-NOT_DECODED = frozenset({"adapter", "llama_adapter"})
 PREFIX_FILE = "prefix.safetensors"
 
 
@@ -109,8 +106,11 @@ def load_trained(path, cfg) -> tuple[dict, dict, dict, float]:
 
 
 def trained_weights(config, cfg, backbone: dict, workdir, prefix_file=None):
-  """(backbone, prefix) that `evaluate` decodes with: the run's trained leaves merged into the
-  backbone, LoRA folded in, its prefix materialized and its spec (None, None without one)."""
+  """(backbone, prefix, spec, delta) that `evaluate` decodes with: the run's trained leaves
+  merged into the backbone, its prefix materialized and its spec (None, None without one), and
+  its added parameters as a `Delta` passed to the model (None without any). LoRA is folded
+  into the kernels (delta None) unless `config.lora.merge` is False; adapters and
+  LLaMA-Adapter have no exact fold and always come back as the delta."""
   workdir = Path(workdir)
   prefix = spec = None
   if config.method in PREFIX_FAMILY:
@@ -121,12 +121,20 @@ def trained_weights(config, cfg, backbone: dict, workdir, prefix_file=None):
     if prefix is None:
       raise MethodError(f"{workdir / METHOD_FILE}: no trained weights of method "
                         f"{config.method!r} (did the run complete?)")
-    return backbone, prefix, spec
+    return backbone, prefix, spec, None
   sig, leaves, delta, scale = load_trained(workdir / METHOD_FILE, cfg)
   backbone = merge_backbone(backbone, leaves)
-  if delta and sig["name"] == "lora":
-    backbone = deltas.merge_lora(backbone, delta, scale)
-  elif delta or sig["name"] in NOT_DECODED:
-    raise MethodError(f"decoding with method {sig['name']!r} needs its added parameters passed "
-                      "to the decoder (delta=); not supported by evaluate yet")
-  return backbone, prefix, spec
+  if not delta:
+    return backbone, prefix, spec, None
+  if sig["name"] == "lora" and lora_merged(config):
+    return deltas.merge_lora(backbone, delta, scale), prefix, spec, None
+  return backbone, prefix, spec, Delta(delta, scale)
+
+
+def lora_merged(config) -> bool:
+  """`lora.merge` (default True): decode LoRA folded into the backbone (one kernel per
+  projection, as fast as the plain backbone) or unmerged, as a delta (exact either way)."""
+  merge = config.get("lora", {}).get("merge", True)
+  if not isinstance(merge, bool):
+    raise MethodError(f"lora.merge must be True or False, got {merge!r}")
+  return merge
