@@ -3,7 +3,7 @@
   python -m prefix_jax.serve --model smollm2-135m --prefix e2e=RUN/prefix.safetensors \
       --prefix webnlg=RUN2/prefix.safetensors [--port 8000] [--api-key KEY]
 
-`model` in a request names the prefix. Requests arriving within `--batch-window-ms` (up to
+`model` in a request names the prefix (or the backbone: the `--model` argument as given). Requests arriving within `--batch-window-ms` (up to
 `--max-batch`) are decoded together whatever their prefixes. SIGTERM or Ctrl-C stops taking
 connections, finishes the requests in flight, and exits 0. See docs/serving.md.
 """
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     warmups = parse_warmup(args.warmup)
     engine = build_engine(args.model, parse_prefix_args(args.prefix), limits, seed=args.seed)
     for source_len, max_tokens in warmups:
-      engine.check(Request(next(iter(engine.bank.names()), ""), (0,) * source_len, max_tokens))
+      engine.check(Request(engine.bank.models()[0], (0,) * source_len, max_tokens))
       engine.warm_up(source_len, max_tokens)
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -1,8 +1,8 @@
 """The FastAPI app: OpenAI-compatible completions over a prefix bank, with dynamic batching.
 
-Routes: GET /health, GET /v1/models, POST /v1/completions, GET /v1/stats (batches decoded:
-sizes, mixed-prefix count; requests in flight), POST /admin/prefixes and
-DELETE /admin/prefixes/{name}. With an API key every route needs `Authorization: Bearer KEY`;
+`model` names a prefix, or the backbone (served bare). Routes: GET /health, GET /v1/models,
+POST /v1/completions, GET /v1/stats (batches decoded: sizes, mixed-prefix count; requests in
+flight), POST /admin/prefixes and DELETE /admin/prefixes/{name}. With an API key every route needs `Authorization: Bearer KEY`;
 without one the admin routes are off.
 Errors have OpenAI's shape: {"error": {"message", "type", "param", "code"}}.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import secrets
 import time
 import uuid
@@ -26,6 +25,7 @@ from prefix_jax.serving.engine import Engine
 from prefix_jax.serving.engine import Request as Job
 from prefix_jax.serving.errors import PrefixLoadError, ServingError
 from prefix_jax.serving.schemas import CompletionBody, PrefixBody
+from prefix_jax.serving.stream import events, text_pieces
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,14 +106,6 @@ def _jobs(engine: Engine, body: CompletionBody) -> list[Job]:
   return jobs
 
 
-def _stream(payload: dict):
-  """Server-sent events as OpenAI streams them; the text comes in one chunk per choice,
-  when its batch has been decoded."""
-  for choice in payload["choices"]:
-    yield f"data: {json.dumps(dict(payload, choices=[choice]))}\n\n"
-  yield "data: [DONE]\n\n"
-
-
 def create_app(engine: Engine, settings: Settings = Settings()) -> FastAPI:
   batcher = Batcher(engine, window_s=settings.window_s, max_queue=settings.max_queue)
 
@@ -137,8 +129,10 @@ def create_app(engine: Engine, settings: Settings = Settings()) -> FastAPI:
 
   @app.get("/v1/models")
   def models():
-    return {"object": "list", "data": [{"id": n, "object": "model", "owned_by": "prefix_jax"}
-                                       for n in engine.bank.names()]}
+    bare = engine.bank.backbone_name
+    return {"object": "list", "data": [
+        {"id": n, "object": "model", "owned_by": "prefix_jax",
+         "parent": None if n == bare else bare} for n in engine.bank.models()]}
 
   @app.get("/v1/stats")
   def stats():
@@ -150,7 +144,9 @@ def create_app(engine: Engine, settings: Settings = Settings()) -> FastAPI:
     results = await asyncio.gather(*(batcher.submit(j) for j in jobs))
     payload = _completion_json(body, jobs, results)
     if body.stream:
-      return StreamingResponse(_stream(payload), media_type="text/event-stream")
+      pieces = [text_pieces(engine.tokenizer, c.tokens, c.text) for c in results]
+      usage = body.stream_options is not None and body.stream_options.include_usage
+      return StreamingResponse(events(payload, pieces, usage), media_type="text/event-stream")
     return payload
 
   @app.post("/admin/prefixes", dependencies=[Depends(admin)])
@@ -163,6 +159,8 @@ def create_app(engine: Engine, settings: Settings = Settings()) -> FastAPI:
 
   @app.delete("/admin/prefixes/{name}", dependencies=[Depends(admin)])
   def remove_prefix(name: str):
+    if name == engine.bank.backbone_name:
+      raise ServingError(f"'{name}' is the backbone, not a prefix", param="name")
     if not engine.bank.remove(name):
       raise ServingError(f"unknown prefix '{name}'", status=404, param="name")
     return {"removed": name, "prefixes": engine.bank.names()}
