@@ -24,6 +24,7 @@ INSTALL_REQUIRES = [
     "matplotlib>=3.8",
     "fastapi>=0.110",  # prefix_jax.serve
     "uvicorn>=0.29",
+    "httptools>=0.6",  # uvicorn's C HTTP parser (else h11, pure Python, on every request)
     "tabulate>=0.9",  # sweep and paper tables (Markdown, LaTeX)
 ]
 

@@ -33,7 +33,8 @@ def files(tmp_path_factory, model_dir):
 def server(model_dir, files):
   """(process, base url) of `python -m prefix_jax.serve` on a free loopback port."""
   args = [sys.executable, "-m", "prefix_jax.serve", "--model", model_dir, "--port", "0",
-          "--api-key", KEY, "--max-batch", "16", "--batch-window-ms", "100", "--max-tokens",
+          "--api-key", KEY, "--max-batch", "16", "--batch-window-ms", "100",
+          "--batch-max-wait-ms", "300", "--max-tokens",
           "32", "--max-body-bytes", "4096"]
   for name, path in files.items():
     args += ["--prefix", f"{name}={path}"]
