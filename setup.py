@@ -41,7 +41,8 @@ TEST_REQUIRES = [
     "httpx>=0.27",  # the serving tests' HTTP client
 ]
 
-BENCH_REQUIRES = TEST_REQUIRES + ["psutil>=5.9"]
+# aiohttp: the serving benchmark's HTTP clients (about half httpx's CPU per request)
+BENCH_REQUIRES = TEST_REQUIRES + ["psutil>=5.9", "aiohttp>=3.9"]
 
 setup(
     name="prefix_jax",
