@@ -67,6 +67,8 @@ def main(argv=None) -> int:
                  "max_queue"):
       if getattr(args, name) < 1:
         raise ServingError(f"--{name.replace('_', '-')} must be >= 1")
+    if min(args.batch_window_ms, args.batch_max_wait_ms) < 0:
+      raise ServingError("--batch-window-ms and --batch-max-wait-ms must be >= 0")
     limits = Limits(max_tokens=args.max_tokens, max_beams=args.max_beams,
                     max_batch=args.max_batch, max_prompt_tokens=args.max_prompt_tokens)
     warmups = parse_warmup(args.warmup)
