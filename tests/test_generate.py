@@ -1,6 +1,7 @@
 """`python -m prefix_jax.generate`: a JSON-lines file of requests over several prefixes and the
-bare backbone (greedy and beam, mixed in batches) gives what each request decoded alone gives; a bad line or a prefix
-of another backbone stops it with one line and exit 2, before anything is written."""
+bare backbone (greedy and beam, mixed in batches) gives what each request decoded alone gives;
+a bad line or a prefix of another backbone stops it with one line and exit 2, before anything
+is written."""
 import json
 import subprocess
 import sys

@@ -2,8 +2,8 @@
 
 `model` names a prefix, or the backbone (served bare). Routes: GET /health, GET /v1/models,
 POST /v1/completions, GET /v1/stats (batches decoded: sizes, mixed-prefix count; requests in
-flight), POST /admin/prefixes and DELETE /admin/prefixes/{name}. With an API key every route needs `Authorization: Bearer KEY`;
-without one the admin routes are off.
+flight), POST /admin/prefixes and DELETE /admin/prefixes/{name}. With an API key every route
+needs `Authorization: Bearer KEY`; without one the admin routes are off.
 Errors have OpenAI's shape: {"error": {"message", "type", "param", "code"}}.
 """
 from __future__ import annotations

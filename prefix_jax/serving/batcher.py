@@ -4,9 +4,9 @@ Handlers (on the event loop) `submit` checked requests; one worker thread takes 
 waiting request and keeps taking more while each arrives within `window_s` of the one before
 (a burst of clients joins whole, a lone request waits `window_s`), up to `max_batch` and at
 most `max_wait_s` after the first (longer gaps too, while requests the server has received
-are still on their way to the queue: `arriving`). It splits them by search (`engine.group`) and decodes each
-batch, whatever its prefixes. Each request's future gets its
-own completion or its own error: a request whose prefix was removed meanwhile fails alone.
+are still on their way to the queue: `arriving`). It splits them by search (`engine.group`)
+and decodes each batch, whatever its prefixes. Each request's future gets its own completion
+or its own error: a request whose prefix was removed meanwhile fails alone.
 """
 from __future__ import annotations
 

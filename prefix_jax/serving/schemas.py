@@ -11,9 +11,9 @@ class StreamOptions(BaseModel):
 
 
 class CompletionBody(BaseModel):
-  """POST /v1/completions. `model` names a loaded prefix, or the backbone (no prefix). Only greedy search (temperature 0)
-  and beam search (`beam_size` > 1) exist: a positive temperature is refused. Fields of
-  OpenAI's API not listed here are ignored."""
+  """POST /v1/completions. `model` names a loaded prefix, or the backbone (no prefix). Only
+  greedy search (temperature 0) and beam search (`beam_size` > 1) exist: a positive
+  temperature is refused. Fields of OpenAI's API not listed here are ignored."""
   model_config = ConfigDict(strict=True, extra="ignore")
   model: str
   prompt: str | list[str]
