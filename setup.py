@@ -24,6 +24,7 @@ INSTALL_REQUIRES = [
     "matplotlib>=3.8",
     "fastapi>=0.110",  # prefix_jax.serve
     "uvicorn>=0.29",
+    "httptools>=0.6",  # uvicorn's C HTTP parser (else h11, pure Python, on every request)
     "tabulate>=0.9",  # sweep and paper tables (Markdown, LaTeX)
 ]
 
@@ -40,7 +41,8 @@ TEST_REQUIRES = [
     "httpx>=0.27",  # the serving tests' HTTP client
 ]
 
-BENCH_REQUIRES = TEST_REQUIRES + ["psutil>=5.9"]
+# aiohttp: the serving benchmark's HTTP clients (about half httpx's CPU per request)
+BENCH_REQUIRES = TEST_REQUIRES + ["psutil>=5.9", "aiohttp>=3.9"]
 
 setup(
     name="prefix_jax",

@@ -25,9 +25,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import aiohttp
 import httpx
 import jax
 import numpy as np
+import psutil
 
 from prefix_jax import paths
 from prefix_jax.generate import run as run_offline
@@ -92,7 +94,8 @@ def _timed(fn) -> float:
 
 def bench_mixed(engine: Engine, pairs, n: int, rounds: int) -> dict:
   """One batch over 8 prefixes (rows gathered from the bank) vs the same 8 sources with one
-  shared prefix (task0, no gather), interleaved; tokens/s from median times."""
+  shared prefix (task0, no gather), interleaved, 5 times per round (a batch takes tens of
+  milliseconds: one timing is noise on a shared machine); tokens/s from median times."""
   mixed = [Request(name, engine.encode(src), n, ignore_eos=True) for name, src in pairs[:TASKS]]
   snapshot = engine.bank.snapshot()
   inputs, mask, names, config = engine.arrays(mixed, snapshot)
@@ -103,7 +106,7 @@ def bench_mixed(engine: Engine, pairs, n: int, rounds: int) -> dict:
           "one_prefix": lambda: generate(engine.model, engine.backbone, inputs, mask, shared,
                                          config=config).tokens.block_until_ready()}
   times = {k: [] for k in runs}
-  for r in range(rounds + 1):  # round 0 compiles
+  for r in range(5 * rounds + 1):  # round 0 compiles
     for k, fn in runs.items():
       dt = _timed(fn)
       if r:
@@ -122,7 +125,9 @@ def bench_offline(engine: Engine, pairs, n: int, rounds: int) -> float:
 
 
 async def _clients(url: str, pairs, n: int) -> tuple[float, list[float], int]:
-  """CLIENTS concurrent clients drain the workload; (wall s, latencies s, tokens)."""
+  """CLIENTS concurrent clients drain the workload; (wall s, latencies s, tokens). aiohttp:
+  the clients share the machine's cores with the server, and httpx costs about twice its CPU
+  per request."""
   todo = list(pairs)
   latencies, tokens = [], 0
 
@@ -131,14 +136,15 @@ async def _clients(url: str, pairs, n: int) -> tuple[float, list[float], int]:
     while todo:
       name, src = todo.pop()
       start = time.perf_counter()
-      r = await http.post("/v1/completions", json={"model": name, "prompt": src,
-                                                  "max_tokens": n, "ignore_eos": True})
-      r.raise_for_status()
+      async with http.post(f"{url}/v1/completions", json={
+          "model": name, "prompt": src, "max_tokens": n, "ignore_eos": True}) as r:
+        r.raise_for_status()
+        body = await r.json()
       latencies.append(time.perf_counter() - start)
-      tokens += r.json()["usage"]["completion_tokens"]
+      tokens += body["usage"]["completion_tokens"]
 
   start = time.perf_counter()
-  async with httpx.AsyncClient(base_url=url, timeout=600) as http:
+  async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as http:
     await asyncio.gather(*(client(http) for _ in range(CLIENTS)))
   return time.perf_counter() - start, latencies, tokens
 
@@ -157,7 +163,10 @@ def bench_server(model_dir: str, files: dict, pairs, n: int, max_batch: int, rou
     url = proc.stdout.readline().split()[-1]
     asyncio.run(_clients(url, pairs, n))  # warm-up: connections, any shape left over
     warm = httpx.get(f"{url}/v1/stats").json()
+    server_cpu = lambda: sum(psutil.Process(proc.pid).cpu_times()[:2])
+    cpu = (server_cpu(), time.process_time())
     runs = [asyncio.run(_clients(url, pairs, n)) for _ in range(rounds)]
+    cpu = (server_cpu() - cpu[0], time.process_time() - cpu[1])
     stats = httpx.get(f"{url}/v1/stats").json()
   finally:
     proc.terminate()
@@ -166,6 +175,11 @@ def bench_server(model_dir: str, files: dict, pairs, n: int, max_batch: int, rou
   return {"tokens_per_s": runs[0][2] / statistics.median([r[0] for r in runs]),
           "latency_p50_s": float(np.percentile(latencies, 50)),
           "latency_p99_s": float(np.percentile(latencies, 99)), "clients": CLIENTS,
+          # CPU per request of the server process (HTTP, JSON, decoding) and of the clients
+          "server_cpu_ms_per_request": 1e3 * cpu[0] / (rounds * len(pairs)),
+          "client_cpu_ms_per_request": 1e3 * cpu[1] / (rounds * len(pairs)),
+          "mean_batch": ((stats["requests"] - warm["requests"])
+                         / max(1, stats["batches"] - warm["batches"])),
           "warm_up_stats": warm, "stats": stats}
 
 
@@ -213,7 +227,10 @@ def report(r: dict) -> str:
            f"{r['mixed']['one_prefix_tokens_per_s']:.1f}",
            f"offline generate {r['offline_tokens_per_s']:.1f} tokens/s; server "
            f"{r['server']['tokens_per_s']:.1f} (p50 {r['server']['latency_p50_s']:.2f} s, "
-           f"p99 {r['server']['latency_p99_s']:.2f} s, {CLIENTS} clients); HF + peft "
+           f"p99 {r['server']['latency_p99_s']:.2f} s, {CLIENTS} clients, mean batch "
+           f"{r['server']['mean_batch']:.1f}, CPU ms/request: server "
+           f"{r['server']['server_cpu_ms_per_request']:.1f}, clients "
+           f"{r['server']['client_cpu_ms_per_request']:.1f}); HF + peft "
            f"{r['hf_peft_tokens_per_s']:.1f}"]
   lines += [f"{t['name']:>20}: {t['measured']:.2f}x (goal >= {t['goal']}x: "
             f"{'met' if t['met'] else 'NOT met'})" for t in r["targets"]]
@@ -228,7 +245,7 @@ def main(argv=None) -> None:
   args = parser.parse_args(argv)
   size = "quick" if args.quick else "full"
   per_task, src_words, n = (4, 6, 8) if args.quick else (8, 20, 32)
-  rounds = args.rounds or (1 if args.quick else 3)
+  rounds = args.rounds or (5 if args.quick else 3)
   pairs, max_batch = workload(per_task, src_words), 16
   with tempfile.TemporaryDirectory(prefix="prefix_jax_serving_") as tmp:
     tmp = Path(tmp)

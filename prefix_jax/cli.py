@@ -12,7 +12,7 @@ import sys
 from absl import flags
 from absl import logging as absl_logging
 
-from prefix_jax.data.report import CorruptFileError
+from prefix_jax.data.report import CorruptFileError, NoExamplesError
 from prefix_jax.data.sources import SplitUnavailableError
 from prefix_jax.errors import EXIT_USER_ERROR, UserError, one_line
 
@@ -54,17 +54,16 @@ def flag_error_line(e: Exception, argv: list[str]) -> str:
 
 def _data_error_line(e: Exception, task: str | None) -> str | None:
   """The data layer's bad-input errors that are not `UserError`s: corrupt files (file and
-  line), missing splits, unknown tasks, fewer examples than one batch, a split where every
-  row was malformed (TFDS)."""
+  line; a split where every row is malformed names its first bad one), missing splits,
+  unknown tasks, fewer examples than one batch."""
+  if isinstance(e, NoExamplesError) and task:
+    return f"task {task!r}: {e}"
   if isinstance(e, (CorruptFileError, SplitUnavailableError)):
     return str(e)
   if isinstance(e, KeyError) and str(e).strip("'\"").startswith("unknown task"):
     return str(e).strip("'\"")
   if isinstance(e, ValueError) and "cannot fill one global batch" in str(e):  # data.iterator
     return f"{e} (train.batch_size); use a smaller batch or more training examples"
-  if isinstance(e, AssertionError) and "No examples were yielded" in str(e):
-    return (f"task {task!r}: {one_line(e)} (every row of the split's file is malformed or "
-            "empty; the data report in the TFDS dataset info names them)")
   return None
 
 
@@ -76,7 +75,7 @@ def one_line_errors(task: str | None = None):
     yield
   except UserError as e:
     fail(str(e), e.exit_code)
-  except (KeyError, ValueError, AssertionError) as e:
+  except (KeyError, ValueError) as e:
     line = _data_error_line(e, task)
     if line is None:
       raise

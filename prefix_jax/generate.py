@@ -3,9 +3,10 @@
   python -m prefix_jax.generate --model smollm2-135m --prefix e2e=RUN/prefix.safetensors \
       --prefix webnlg=RUN2/prefix.safetensors --input requests.jsonl --output out.jsonl
 
-Each input line is a JSON object: `prefix` (a name given with --prefix) and `source` (the
-task's input text, formatted as in training), optional `id`, `max_tokens`, `beam_size` (1:
-greedy) and `stop` (strings). Each output line: `id`, `prefix`, `text`, `finish_reason`,
+Each input line is a JSON object: `prefix` (a name given with --prefix, or the --model
+argument as given: the backbone without a prefix) and `source` (the task's input text,
+formatted as in training), optional `id`, `max_tokens`, `beam_size` (1: greedy) and `stop`
+(strings). Each output line: `id`, `prefix`, `text`, `finish_reason`,
 `tokens` (generated). Generation stops at the tokenizer's end-of-sequence token. Every line is
 checked before anything is decoded; a bad line stops the run with its line number (exit 2).
 """

@@ -77,15 +77,18 @@ def export_prefixes(folder, count: int, model: str, *, methods=("kv",), lengths=
   return out
 
 
-def decode_alone(model_name: str, path: str, source: str, max_tokens: int,
+def decode_alone(model_name: str, path: str | None, source: str, max_tokens: int,
                  beams: int = 1) -> tuple[str, int]:
-  """(text, generated token count) of one request decoded on its own."""
+  """(text, generated token count) of one request decoded on its own (path None: the bare
+  backbone, no prefix)."""
   cfg, model, params, tok = backbone(model_name)
-  spec, prefix_params, _ = load_prefix(path, cfg)
+  prefix = None
+  if path is not None:
+    spec, prefix_params, _ = load_prefix(path, cfg)
+    prefix = materialize(spec, cfg, prefix_params)
   ids = tok.encode(" " + source) + separator_ids(tok)
   config = DecodeConfig(max_new_tokens=max_tokens, num_beams=beams, eos_id=tok.eos_id,
                         pad_id=tok.eos_id)
-  out = generate(model, params, np.asarray([ids], np.int32), None,
-                 materialize(spec, cfg, prefix_params), config=config)
+  out = generate(model, params, np.asarray([ids], np.int32), None, prefix, config=config)
   n = int(out.lengths[0])
   return tok.decode(np.asarray(out.tokens[0, :n]).tolist()), n

@@ -1,6 +1,7 @@
-"""`python -m prefix_jax.generate`: a JSON-lines file of requests over several prefixes (greedy
-and beam, mixed in batches) gives what each request decoded alone gives; a bad line or a prefix
-of another backbone stops it with one line and exit 2, before anything is written."""
+"""`python -m prefix_jax.generate`: a JSON-lines file of requests over several prefixes and the
+bare backbone (greedy and beam, mixed in batches) gives what each request decoded alone gives;
+a bad line or a prefix of another backbone stops it with one line and exit 2, before anything
+is written."""
 import json
 import subprocess
 import sys
@@ -30,9 +31,10 @@ def _run(root, model, files, lines):
 
 def test_mixed_requests_equal_decoding_alone(setup):
   root, model, files = setup
-  # One greedy batch (batch size 4) over three prefixes, one beam batch: two compiled shapes.
-  lines = [{"id": f"r{i}", "prefix": f"task{i % 3}", "source": SOURCES[i % 2], "max_tokens": 5}
-           for i in range(4)]
+  # One greedy batch (batch size 4) over three prefixes and the bare backbone (named as
+  # --model), one beam batch: two compiled shapes.
+  lines = [{"id": f"r{i}", "prefix": f"task{i}" if i < 3 else model, "source": SOURCES[i % 2],
+            "max_tokens": 5} for i in range(4)]
   lines += [{"prefix": "task2", "source": SOURCES[2], "max_tokens": 4, "beam_size": 2},
             {"prefix": "task0", "source": SOURCES[2], "max_tokens": 4, "beam_size": 2}]
   proc = _run(root, model, files, lines)
@@ -41,7 +43,7 @@ def test_mixed_requests_equal_decoding_alone(setup):
   out = [json.loads(l) for l in (root / "out.jsonl").read_text().splitlines()]
   assert [o["id"] for o in out] == [f"r{i}" for i in range(4)] + ["4", "5"]
   for line, o in zip(lines, out):
-    text, n = decode_alone(model, files[line["prefix"]], line["source"], line["max_tokens"],
+    text, n = decode_alone(model, files.get(line["prefix"]), line["source"], line["max_tokens"],
                            beams=line.get("beam_size", 1))
     assert (o["text"], o["tokens"], o["prefix"]) == (text, n, line["prefix"]), line
 

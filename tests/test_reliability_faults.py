@@ -132,8 +132,11 @@ def _signal_run(wd, **env):
 @pytest.mark.parametrize("sig,env,code,saved", [
     (signal.SIGTERM, {"PREFIX_JAX_TEST_TERM_AT_PHASE": "set-up"}, 0, []),
     (signal.SIGTERM, {"PREFIX_JAX_TEST_TERM_BEFORE": "1,0.3"}, 0, [1]),  # compiling step 1
+    (signal.SIGINT, {"PREFIX_JAX_TEST_INT_AT_PHASE": "set-up"}, 130, []),
+    (signal.SIGINT, {"PREFIX_JAX_TEST_INT_BEFORE": "1,0.3"}, 130, [1]),  # compiling step 1
     (signal.SIGINT, {"PREFIX_JAX_TEST_INT_AT": "2"}, 130, [2]),
-], ids=["sigterm-at-start-up", "sigterm-during-compilation", "sigint-mid-run"])
+], ids=["sigterm-at-start-up", "sigterm-during-compilation", "sigint-at-start-up",
+        "sigint-during-compilation", "sigint-mid-run"])
 def test_signal_saves_the_current_step_and_the_run_resumes_equal(reference, tmp_path, sig, env,
                                                                   code, saved):
   wd = tmp_path / "sig"

@@ -165,7 +165,8 @@ CASES = [
     ("data-csv-bad-header", "main", [TINY, f"--workdir={NEW}"], 2,
      "devset.csv, line 1: expected a header with columns mr,ref", data_env("shared_bad_header")),
     ("data-all-rows-malformed", "main", [TINY, f"--workdir={NEW}"], 2,
-     "task 'e2e': Failed to finalize writing of split \"validation\": No examples were yielded",
+     "shared_all_rows_bad/data/e2e/devset.csv: no examples for split 'validation': all 2 "
+     "records are bad (empty_target: 1, malformed_mr: 1); first bad record devset.csv:2",
      data_env("shared_all_rows_bad")),
     ("data-test-file-missing", "main", [TINY, f"--workdir={NEW}"], 2,
      "testset_w_refs.csv not found", data_env("shared_no_test_file")),

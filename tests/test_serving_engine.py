@@ -27,7 +27,7 @@ def files(tmp_path_factory, model_dir):
 @pytest.fixture(scope="module")
 def engine(files, model_dir):
   _, model, params, tok = backbone(model_dir)
-  bank = PrefixBank(model, params)
+  bank = PrefixBank(model, params, backbone_name="bare")
   for name, path in files.items():
     bank.add(name, path)
   return Engine(model, params, tok, bank, Limits(max_batch=8, max_tokens=32))
@@ -48,6 +48,27 @@ def test_mixed_batch_equals_each_request_alone(engine, files, model_dir):
   assert len(texts) >= 6  # the prefixes matter: a wrong row gather would show
 
 
+@pytest.mark.parametrize("loaded", [True, False], ids=["with-prefixes", "bank-empty"])
+def test_requests_without_a_prefix_decode_as_the_bare_backbone(engine, files, model_dir, loaded):
+  """`bare` (the backbone's name) is an all-masked bank row, mixed into prefixed batches; with
+  no prefix loaded the batch runs with none."""
+  _, model, params, tok = backbone(model_dir)
+  alone = Engine(model, params, tok, PrefixBank(model, params, backbone_name="bare"),
+                 engine.limits)
+  eng = engine if loaded else alone
+  names = ["bare", "task1", "bare", "task3"] if loaded else ["bare"] * 4
+  requests = [Request(prefix=n, ids=eng.encode(SOURCES[i]), max_tokens=6)
+              for i, n in enumerate(names)]
+  got = eng.decode(requests)
+  for i, (r, c) in enumerate(zip(requests, got)):
+    path = None if r.prefix == "bare" else files[r.prefix]
+    assert (c.text, len(c.tokens)) == decode_alone(model_dir, path, SOURCES[i], 6), r
+  assert got[0].text != got[1].text or got[2].text != got[3].text
+  assert eng.bank.models()[0] == "bare" and "bare" not in eng.bank.names()
+  with pytest.raises(PrefixLoadError, match="is the backbone's name"):
+    eng.bank.add("bare", files["task0"])
+
+
 def test_beam_requests_batch_together_and_match(engine, files, model_dir):
   pairs = [("task0", SOURCES[0]), ("task2", SOURCES[1])]  # one shape alone: compiled once
   requests = [Request(prefix=p, ids=engine.encode(s), max_tokens=6, num_beams=3)
@@ -66,7 +87,8 @@ def test_stop_strings_cut_the_text(engine, files):
 
 
 @pytest.mark.parametrize("change, status, message", [
-    (dict(prefix="nope"), 404, "unknown prefix 'nope' (loaded: task0, task1"),
+    (dict(prefix="nope"), 404, "unknown prefix 'nope' (loaded: task0, task1, task2, task3, "
+                               "task4, task5, bare)"),
     (dict(max_tokens=33), 400, "max_tokens must be in [1, 32], got 33"),
     (dict(num_beams=9), 400, "beam_size must be in [1, 8], got 9"),
     (dict(ids=()), 400, "prompt must have 1 to 1024 tokens, got 0"),

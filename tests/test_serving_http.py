@@ -33,7 +33,8 @@ def files(tmp_path_factory, model_dir):
 def server(model_dir, files):
   """(process, base url) of `python -m prefix_jax.serve` on a free loopback port."""
   args = [sys.executable, "-m", "prefix_jax.serve", "--model", model_dir, "--port", "0",
-          "--api-key", KEY, "--max-batch", "16", "--batch-window-ms", "100", "--max-tokens",
+          "--api-key", KEY, "--max-batch", "16", "--batch-window-ms", "100",
+          "--batch-max-wait-ms", "300", "--max-tokens",
           "32", "--max-body-bytes", "4096"]
   for name, path in files.items():
     args += ["--prefix", f"{name}={path}"]
@@ -116,8 +117,12 @@ def test_models_health_and_admin_routes(server, model_dir, tmp_path):
   _, url = server
   with httpx.Client(base_url=url, headers=AUTH, timeout=60) as client:
     assert client.get("/health").json() == {"status": "ok", "prefixes": 8}
-    assert [m["id"] for m in client.get("/v1/models").json()["data"]] == [
-        f"task{i}" for i in range(8)]
+    models = client.get("/v1/models").json()["data"]
+    assert [m["id"] for m in models] == [model_dir] + [f"task{i}" for i in range(8)]
+    assert [m["parent"] for m in models] == [None] + [model_dir] * 8
+    r = client.post("/v1/completions", json=_body(1, model=model_dir))  # the bare backbone
+    assert r.status_code == 200 and r.json()["choices"][0]["text"] == decode_alone(
+        model_dir, None, SOURCES[0], 6)[0]
     other = export_prefixes(tmp_path, 1, "tiny-gpt2")["task0"]
     r = client.post("/admin/prefixes", json={"name": "gpt2", "path": other})
     assert r.status_code == 400 and "prefix was trained for backbone" in r.text
@@ -134,14 +139,30 @@ def test_models_health_and_admin_routes(server, model_dir, tmp_path):
     assert client.delete("/admin/prefixes/new").status_code == 404
 
 
-def test_stream_returns_server_sent_events(server):
+@pytest.mark.parametrize("extra", [{}, {"stop": ["e", "a"]}], ids=["plain", "stop-strings"])
+def test_stream_concatenates_to_the_answer(server, extra):
+  """Server-sent events as OpenAI streams them, read as they come: one chunk per token of each
+  choice, a finish chunk per choice, the usage chunk, `[DONE]`."""
   _, url = server
-  plain = httpx.post(f"{url}/v1/completions", json=_body(3), headers=AUTH, timeout=60).json()
-  r = httpx.post(f"{url}/v1/completions", json=_body(3, stream=True), headers=AUTH, timeout=60)
-  assert r.headers["content-type"].startswith("text/event-stream")
-  events = [line[len("data: "):] for line in r.text.splitlines() if line]
-  assert events[-1] == "[DONE]" and len(events) == 2
-  assert json.loads(events[0])["choices"][0]["text"] == plain["choices"][0]["text"]
+  body = _body(3, prompt=[SOURCES[0], SOURCES[2]], **extra)
+  plain = httpx.post(f"{url}/v1/completions", json=body, headers=AUTH, timeout=60).json()
+  with httpx.stream("POST", f"{url}/v1/completions", headers=AUTH, timeout=60, json=dict(
+      body, stream=True, stream_options={"include_usage": True})) as r:
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    lines = list(r.iter_lines())
+  assert all(line.startswith("data: ") for line in lines if line), lines
+  events = [line[len("data: "):] for line in lines if line]
+  assert events[-1] == "[DONE]"
+  chunks = [json.loads(e) for e in events[:-1]]
+  assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == plain["usage"]
+  for want in plain["choices"]:
+    mine = [c["choices"][0] for c in chunks[:-1] if c["choices"][0]["index"] == want["index"]]
+    assert "".join(c["text"] for c in mine) == want["text"]
+    assert [c["finish_reason"] for c in mine] == [None] * (len(mine) - 1) + [
+        want["finish_reason"]]
+    assert extra or len(mine) > 2  # token by token, not the whole text at once
+  assert {c["id"] for c in chunks} == {chunks[0]["id"]} and chunks[0]["object"] == (
+      "text_completion")
 
 
 def test_sigterm_finishes_in_flight_requests_and_exits_0(server):

@@ -17,15 +17,31 @@ class CorruptFileError(ValueError):
     super().__init__(f"{where}: {reason}")
 
 
+class NoExamplesError(CorruptFileError):
+  """A split whose every record is bad (or that holds none): names the file and the first bad
+  record (`file:line` for line-based files)."""
+
+  def __init__(self, report: "BadInputReport", split: str):
+    reason = f"no examples for split {split!r}: the file holds no records"
+    if report.first is not None:
+      counts = ", ".join(f"{r}: {len(ids)}" for r, ids in sorted(report.problems.items()))
+      reason = (f"no examples for split {split!r}: all {report.count()} records are bad "
+                f"({counts}); first bad record {report.first[1]} ({report.first[0]})")
+    super().__init__(report.source, None, reason)
+
+
 @dataclasses.dataclass
 class BadInputReport:
   """Problems found in one source, grouped by reason: `{reason: [record ids]}`."""
   source: str
   problems: dict[str, list[str]] = dataclasses.field(
       default_factory=lambda: collections.defaultdict(list))
+  first: tuple[str, str] | None = None  # (reason, record id) of the first record added
 
   def add(self, reason: str, record_id: str) -> None:
     self.problems[reason].append(str(record_id))
+    if self.first is None:
+      self.first = (reason, str(record_id))
 
   def count(self, reason: str | None = None) -> int:
     if reason is not None:
@@ -38,6 +54,7 @@ class BadInputReport:
   def extend(self, other: "BadInputReport") -> None:
     for reason, ids in other.problems.items():
       self.problems[reason].extend(ids)
+    self.first = self.first or other.first
 
   def summary(self) -> str:
     if not self.count():

@@ -1,9 +1,9 @@
 """The FastAPI app: OpenAI-compatible completions over a prefix bank, with dynamic batching.
 
-Routes: GET /health, GET /v1/models, POST /v1/completions, GET /v1/stats (batches decoded:
-sizes, mixed-prefix count; requests in flight), POST /admin/prefixes and
-DELETE /admin/prefixes/{name}. With an API key every route needs `Authorization: Bearer KEY`;
-without one the admin routes are off.
+`model` names a prefix, or the backbone (served bare). Routes: GET /health, GET /v1/models,
+POST /v1/completions, GET /v1/stats (batches decoded: sizes, mixed-prefix count; requests in
+flight), POST /admin/prefixes and DELETE /admin/prefixes/{name}. With an API key every route
+needs `Authorization: Bearer KEY`; without one the admin routes are off.
 Errors have OpenAI's shape: {"error": {"message", "type", "param", "code"}}.
 """
 from __future__ import annotations
@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
-import secrets
 import time
 import uuid
 
@@ -25,7 +23,9 @@ from prefix_jax.serving.batcher import Batcher
 from prefix_jax.serving.engine import Engine
 from prefix_jax.serving.engine import Request as Job
 from prefix_jax.serving.errors import PrefixLoadError, ServingError
+from prefix_jax.serving.guards import Arrivals, Guards, error
 from prefix_jax.serving.schemas import CompletionBody, PrefixBody
+from prefix_jax.serving.stream import events, text_pieces
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,13 +33,8 @@ class Settings:
   api_key: str | None = None
   max_body_bytes: int = 1 << 16
   window_s: float = 0.005
+  max_wait_s: float = 0.05
   max_queue: int = 1024
-
-
-def error(status: int, message: str, param: str | None = None) -> JSONResponse:
-  kind = "invalid_request_error" if status < 500 else "server_error"
-  return JSONResponse({"error": {"message": message, "type": kind, "param": param,
-                                 "code": status}}, status_code=status)
 
 
 def _validation_error(_, exc: RequestValidationError) -> JSONResponse:
@@ -50,23 +45,10 @@ def _validation_error(_, exc: RequestValidationError) -> JSONResponse:
   return error(422, f"field '{field}': {first['msg']}", field)
 
 
-def _install_guards(app: FastAPI, settings: Settings) -> None:
-  """Body size limit, bearer key, and the error shapes."""
-  @app.middleware("http")
-  async def limit_body(request: Request, call_next):
-    if request.method in ("POST", "PUT", "PATCH"):
-      length = request.headers.get("content-length")
-      if length is None:
-        return error(411, "a Content-Length header is required")
-      if not length.isdigit() or int(length) > settings.max_body_bytes:
-        return error(413, f"request body of {length} bytes exceeds the limit of "
-                          f"{settings.max_body_bytes}")
-    if settings.api_key is not None:
-      given = request.headers.get("authorization", "")
-      if not secrets.compare_digest(given.encode(), f"Bearer {settings.api_key}".encode()):
-        return error(401, "missing or wrong API key (Authorization: Bearer KEY)")
-    return await call_next(request)
-
+def _install_guards(app: FastAPI, settings: Settings, arrivals: Arrivals) -> None:
+  """Body size limit, bearer key, arrivals (`guards.Guards`), and the error shapes."""
+  app.add_middleware(Guards, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes,
+                     arrivals=arrivals)
   app.add_exception_handler(RequestValidationError, _validation_error)
   app.add_exception_handler(ServingError, lambda _, e: error(e.status, str(e), e.param))
   app.add_exception_handler(
@@ -106,16 +88,10 @@ def _jobs(engine: Engine, body: CompletionBody) -> list[Job]:
   return jobs
 
 
-def _stream(payload: dict):
-  """Server-sent events as OpenAI streams them; the text comes in one chunk per choice,
-  when its batch has been decoded."""
-  for choice in payload["choices"]:
-    yield f"data: {json.dumps(dict(payload, choices=[choice]))}\n\n"
-  yield "data: [DONE]\n\n"
-
-
 def create_app(engine: Engine, settings: Settings = Settings()) -> FastAPI:
-  batcher = Batcher(engine, window_s=settings.window_s, max_queue=settings.max_queue)
+  arrivals = Arrivals()
+  batcher = Batcher(engine, window_s=settings.window_s, max_wait_s=settings.max_wait_s,
+                    max_queue=settings.max_queue, arriving=lambda: arrivals.count)
 
   @contextlib.asynccontextmanager
   async def lifespan(_):
@@ -125,32 +101,37 @@ def create_app(engine: Engine, settings: Settings = Settings()) -> FastAPI:
 
   app = FastAPI(title="prefix_jax", lifespan=lifespan)
   app.state.batcher = batcher
-  _install_guards(app, settings)
+  _install_guards(app, settings, arrivals)
 
   def admin():
     if settings.api_key is None:
       raise ServingError("admin routes need the server started with --api-key", status=403)
 
   @app.get("/health")
-  def health():
+  async def health():
     return {"status": "ok", "prefixes": len(engine.bank.names())}
 
   @app.get("/v1/models")
-  def models():
-    return {"object": "list", "data": [{"id": n, "object": "model", "owned_by": "prefix_jax"}
-                                       for n in engine.bank.names()]}
+  async def models():
+    bare = engine.bank.backbone_name
+    return {"object": "list", "data": [
+        {"id": n, "object": "model", "owned_by": "prefix_jax",
+         "parent": None if n == bare else bare} for n in engine.bank.models()]}
 
   @app.get("/v1/stats")
-  def stats():
+  async def stats():
     return dict(batcher.stats.as_dict(), in_flight=batcher.in_flight)
 
   @app.post("/v1/completions")
-  async def completions(body: CompletionBody):
+  async def completions(body: CompletionBody, request: Request):
     jobs = _jobs(engine, body)
+    arrivals.leave(request.scope)  # queued now: the batcher sees these requests themselves
     results = await asyncio.gather(*(batcher.submit(j) for j in jobs))
     payload = _completion_json(body, jobs, results)
     if body.stream:
-      return StreamingResponse(_stream(payload), media_type="text/event-stream")
+      pieces = [text_pieces(engine.tokenizer, c.tokens, c.text) for c in results]
+      usage = body.stream_options is not None and body.stream_options.include_usage
+      return StreamingResponse(events(payload, pieces, usage), media_type="text/event-stream")
     return payload
 
   @app.post("/admin/prefixes", dependencies=[Depends(admin)])
@@ -163,6 +144,8 @@ def create_app(engine: Engine, settings: Settings = Settings()) -> FastAPI:
 
   @app.delete("/admin/prefixes/{name}", dependencies=[Depends(admin)])
   def remove_prefix(name: str):
+    if name == engine.bank.backbone_name:
+      raise ServingError(f"'{name}' is the backbone, not a prefix", param="name")
     if not engine.bank.remove(name):
       raise ServingError(f"unknown prefix '{name}'", status=404, param="name")
     return {"removed": name, "prefixes": engine.bank.names()}

@@ -4,6 +4,8 @@ Each prefix file (`train/export.py`: already folded, so no MLP runs at inference
 against the backbone when it is loaded, converted once to its keys/values (hidden prefixes go
 through each layer's W_k/W_v here, never per request), and stacked with the others by
 `prefixes.pad_and_stack`: a batch gathers one row of the bank per request, whatever its task.
+The backbone itself is served under its name: a last bank row with no real slot (mask all
+False), so requests without a prefix join the same batches and decode as with no prefix.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import threading
 from types import MappingProxyType
 
 import jax
+import jax.numpy as jnp
 
 from prefix_jax.decode.cache import prefix_kv
 from prefix_jax.prefixes import Prefix, materialize, pad_and_stack
@@ -23,8 +26,9 @@ from prefix_jax.train.export import PrefixFileError, load_prefix
 class BankSnapshot:
   """An immutable view of the bank: a batch decodes against one snapshot from start to end.
 
-  stack: the bank, kv form [N, L, Lp, Hkv, D] or prompt form [N, Lp, H], with mask [N, Lp]
-    (None while the bank is empty). index: name -> row. lengths: name -> real slots.
+  stack: the bank, kv form [N + 1, L, Lp, Hkv, D] or prompt form [N + 1, Lp, H], with mask
+    [N + 1, Lp]; row N (no real slot) is the bare backbone. None while no prefix is loaded.
+  index: name -> row (the backbone's name, if served -> row N). lengths: name -> real slots.
   """
   stack: Prefix | None
   index: MappingProxyType
@@ -35,30 +39,45 @@ class BankSnapshot:
     """Slots per row of the stacked bank (the longest prefix)."""
     return 0 if self.stack is None else self.stack.length
 
-  def rows(self, names: list[str]) -> Prefix:
-    """The per-example prefix [B, ...] of `names` (each must be in the bank)."""
-    return self.stack.gather(jax.numpy.asarray([self.index[n] for n in names], jax.numpy.int32))
+  def rows(self, names: list[str]) -> Prefix | None:
+    """The per-example prefix [B, ...] of `names` (each must be in `index`); None while no
+    prefix is loaded (every name is then the backbone's)."""
+    if self.stack is None:
+      return None
+    return self.stack.gather(jnp.asarray([self.index[n] for n in names], jnp.int32))
 
 
 def _form(prefix: Prefix) -> str:
   return "prompt" if prefix.form == "prompt" else "kv"
 
 
+def _with_empty_row(stack: Prefix) -> Prefix:
+  """The bank [N, ...] plus a row of zeros whose mask is all False: the bare backbone (the
+  token positions count only real slots, so it decodes as with no prefix)."""
+  return jax.tree_util.tree_map(lambda x: jnp.concatenate([x, jnp.zeros_like(x[:1])]), stack)
+
+
 class PrefixBank:
   """Named prefixes for one backbone. `add`/`remove` are thread-safe; readers take
-  `snapshot()`, which never changes under them."""
+  `snapshot()`, which never changes under them. `backbone_name` (if given) serves the bare
+  backbone under that name."""
 
-  def __init__(self, model, backbone: dict):
-    self.model, self.backbone = model, backbone
+  def __init__(self, model, backbone: dict, backbone_name: str | None = None):
+    self.model, self.backbone, self.backbone_name = model, backbone, backbone_name
     self._prefixes: dict[str, Prefix] = {}
     self._lock = threading.Lock()
-    self._snapshot = BankSnapshot(None, MappingProxyType({}), MappingProxyType({}))
+    self._restack()
 
   def snapshot(self) -> BankSnapshot:
     return self._snapshot
 
   def names(self) -> list[str]:
-    return list(self._snapshot.index)
+    """The loaded prefixes."""
+    return [n for n in self._snapshot.index if n != self.backbone_name]
+
+  def models(self) -> list[str]:
+    """What a request may name: the backbone (if served), then the prefixes."""
+    return [self.backbone_name] * (self.backbone_name is not None) + self.names()
 
   def load(self, path) -> Prefix:
     """The prefix of one exported file, in the form a batch consumes (kv or prompt)."""
@@ -80,6 +99,8 @@ class PrefixBank:
     """Loads `path` as `name` (replacing a prefix of that name); returns its slot count."""
     if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
       raise PrefixLoadError(f"prefix name {name!r} must be letters, digits, '-', '_' or '.'")
+    if name == self.backbone_name:
+      raise PrefixLoadError(f"prefix name {name!r} is the backbone's name")
     prefix = self.load(path)
     with self._lock:
       others = {_form(p) for n, p in self._prefixes.items() if n != name}
@@ -100,7 +121,9 @@ class PrefixBank:
 
   def _restack(self) -> None:
     names = sorted(self._prefixes)
-    stack = pad_and_stack([self._prefixes[n] for n in names]) if names else None
-    self._snapshot = BankSnapshot(
-        stack, MappingProxyType({n: i for i, n in enumerate(names)}),
-        MappingProxyType({n: self._prefixes[n].length for n in names}))
+    stack = _with_empty_row(pad_and_stack([self._prefixes[n] for n in names])) if names else None
+    index = {n: i for i, n in enumerate(names)}
+    lengths = {n: self._prefixes[n].length for n in names}
+    if self.backbone_name is not None:
+      index[self.backbone_name], lengths[self.backbone_name] = len(names), 0
+    self._snapshot = BankSnapshot(stack, MappingProxyType(index), MappingProxyType(lengths))

@@ -1,9 +1,12 @@
-"""Dynamic batching: requests that arrive within a short window are decoded together.
+"""Dynamic batching: requests that arrive close together are decoded together.
 
 Handlers (on the event loop) `submit` checked requests; one worker thread takes the first
-waiting request, waits at most `window_s` for more (up to `max_batch`), splits them by search
-(`engine.group`) and decodes each batch, whatever its prefixes. Each request's future gets its
-own completion or its own error: a request whose prefix was removed meanwhile fails alone.
+waiting request and keeps taking more while each arrives within `window_s` of the one before
+(a burst of clients joins whole, a lone request waits `window_s`), up to `max_batch` and at
+most `max_wait_s` after the first (longer gaps too, while requests the server has received
+are still on their way to the queue: `arriving`). It splits them by search (`engine.group`)
+and decodes each batch, whatever its prefixes. Each request's future gets its own completion
+or its own error: a request whose prefix was removed meanwhile fails alone.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import dataclasses
 import queue
 import threading
 import time
+from typing import Callable
 
 from prefix_jax.serving.engine import Completion, Engine, Request, group
 from prefix_jax.serving.errors import ServingError
@@ -52,8 +56,10 @@ def _resolve(loop, future: asyncio.Future, value) -> None:
 class Batcher:
   """The worker thread between the HTTP handlers and the engine."""
 
-  def __init__(self, engine: Engine, *, window_s: float = 0.005, max_queue: int = 1024):
+  def __init__(self, engine: Engine, *, window_s: float = 0.005, max_wait_s: float = 0.05,
+               max_queue: int = 1024, arriving: Callable[[], int] = lambda: 0):
     self.engine, self.window_s, self.max_queue = engine, window_s, max_queue
+    self.max_wait_s, self.arriving = max(max_wait_s, window_s), arriving
     self.stats = Stats()
     self.in_flight = 0  # submitted and not answered yet (touched on the event loop only)
     self._queue: queue.Queue = queue.Queue()
@@ -80,12 +86,16 @@ class Batcher:
       self.in_flight -= 1
 
   def _collect(self, first) -> tuple[list, bool]:
-    """`first` and whatever arrives within the window (up to max_batch); True at shutdown."""
-    items, deadline = [first], time.monotonic() + self.window_s
+    """`first` and the requests that follow it closely (see the module docstring); True at
+    shutdown."""
+    items, deadline = [first], time.monotonic() + self.max_wait_s
     while len(items) < self.engine.limits.max_batch:
+      timeout = min(self.window_s, deadline - time.monotonic())
       try:
-        item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+        item = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
       except queue.Empty:
+        if timeout > 0 and self.arriving():  # received, still being parsed: worth the wait
+          continue
         break
       if item is None:
         return items, True

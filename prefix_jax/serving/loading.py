@@ -23,10 +23,11 @@ def parse_prefix_args(items: list[str]) -> dict[str, str]:
 
 def build_engine(model_name: str, prefixes: dict[str, str], limits: Limits = Limits(), *,
                  seed: int = 0, eos_id: int | None = None) -> Engine:
-  """Loads the backbone (a pretrained source or `tiny-<arch>`), then every prefix file."""
+  """Loads the backbone (a pretrained source or `tiny-<arch>`; served bare under
+  `model_name`, as given), then every prefix file."""
   cfg, backbone, tokenizer = load_backbone(model_name, seed=seed)
   model = build_model(cfg)
-  bank = PrefixBank(model, backbone)
+  bank = PrefixBank(model, backbone, backbone_name=model_name)
   for name, path in prefixes.items():
     bank.add(name, path)
   return Engine(model, backbone, tokenizer, bank, limits, eos_id=eos_id)

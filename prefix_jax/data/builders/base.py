@@ -15,7 +15,7 @@ from typing import Iterator, Mapping
 import tensorflow_datasets as tfds
 
 from prefix_jax.data import sources
-from prefix_jax.data.report import BadInputReport
+from prefix_jax.data.report import BadInputReport, NoExamplesError
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,8 @@ class RawFilesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def _generate_examples(self, split: str, src: SplitSource) -> Iterator[tuple[str, dict]]:
     examples, report = self._parse(split, src)
+    if not examples:  # else TFDS fails later, naming neither the file nor a line
+      raise NoExamplesError(report, split)
     report.log(log)
     self.info.metadata["bad_input"][split] = report.to_json()
     yield from examples
