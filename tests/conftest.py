@@ -65,3 +65,19 @@ def cache(tmp_path, monkeypatch):
   monkeypatch.setenv("PREFIX_JAX_CACHE", str(folder))
   yield folder
   assert not folder.exists(), f"cache written: {list(folder.rglob('*'))}"
+
+
+# Files whose tests take the longest, longest first (seconds on an idle 2-core machine). The
+# test session runs them first (`make test`: `--dist loadfile --no-loadscope-reorder`), so that
+# while one xdist worker runs a long file the other works through the many short ones, instead
+# of one worker finishing its last long file alone. The order changes no result.
+LONGEST_FIRST = ("test_paper.py", "test_sweep_resume.py", "test_trainer_devices.py",
+                 "test_bench_smoke.py", "test_reliability_faults.py", "test_trainer.py",
+                 "test_multi.py", "test_sweep.py", "test_tasks_sst2_minilm.py",
+                 "test_weights_gguf.py")
+
+
+def pytest_collection_modifyitems(config, items):
+  del config
+  rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: else as collected
