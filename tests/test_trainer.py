@@ -160,11 +160,25 @@ def test_every_config_parses_and_runs_one_step(path, tmp_path, shared_dir):
                                    "needs data.pack_length > 0"),
     ({"data.pack_length": 64, "data.pack_length_step": -1}, "data.pack_length_step must be an"),
     ({"train.remat": "some"}, "train.remat must be one of \\['dots', 'full', 'none'\\], got 'some'"),
+    ({"data.loss_pos_multiple": 0}, "data.loss_pos_multiple must be > 0, got 0"),
 ])
 def test_bad_config_values_fail_with_one_line(override, message, tmp_path):
   with pytest.raises(ConfigError, match=message):
     train_and_evaluate(tiny_config(E2E, **override), tmp_path / "run")
   assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("multiple", [16, 64])
+def test_loss_positions_are_padded_to_the_configured_multiple(multiple, shared_dir):
+  from prefix_jax.train import data as train_data
+  config = tiny_config(E2E, **{"data.loss_pos_multiple": multiple, "train.batch_size": 2})
+  cfg, _, tokenizer = load_backbone(config.model)
+  batches = train_data.train_iterator(config, tokenizer, cfg)
+  for _ in range(4):
+    batch = batches.next_batch()
+    k, counts = batch["loss_pos"].shape[1], int((batch["weights"] > 0).sum())
+    assert k % multiple == 0 and counts <= k < counts + multiple, (k, counts)
+    assert int(batch["loss_valid"].sum()) == counts
 
 
 def test_examples_longer_than_packed_rows_fail_with_one_line(tmp_path):
