@@ -258,7 +258,7 @@ def eval_loss_batches(config, tokenizer, cfg) -> list[dict]:
                               layout=layout(cfg), start_id=start_id(cfg, tokenizer))
   if layout(cfg) != "decoder":
     return list(it)
-  return [add_loss_positions(b, groups=1) for b in it]
+  return [add_loss_positions(b, config.data.get("loss_pos_multiple", 16), groups=1) for b in it]
 
 
 def _eval_records(config, split):
