@@ -109,7 +109,7 @@ def use_compilation_cache(folder: Path | None = None,
   """Compiles through JAX's persistent cache in `folder` (default: the project's setting),
   bounded to `max_bytes` (-1: unbounded), from now on in this process; returns the folder, or
   None where the setting turns it off."""
-  import jax  # pylint: disable=import-outside-toplevel  (see the module's docstring)
+  import jax  # when called, not at import: see the module docstring
   folder = folder or paths.compilation_cache_dir()
   if folder is None:
     return None
@@ -126,7 +126,7 @@ class CompileCounter:
   `saved_s` (compile seconds the hits saved, as recorded when the entry was written)."""
 
   def __init__(self):
-    import jax  # pylint: disable=import-outside-toplevel  (see the module's docstring)
+    import jax  # when called, not at import: see the module docstring
     self.compiled = self.hits = 0
     self.compile_s = self.saved_s = 0.0
     jax.monitoring.register_event_listener(self._event)
