@@ -144,4 +144,4 @@ class CompileCounter:
 
   def summary(self) -> str:
     return (f"{self.compiled} programs in {self.compile_s:.0f} s; persistent cache: {self.hits} "
-            f"hits saving {self.saved_s:.0f} s of compiling")
+            f"hits saving {max(self.saved_s, 0.0):.0f} s of compiling")
