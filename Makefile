@@ -18,8 +18,10 @@ $(STAMP): setup.py
 
 setup: $(STAMP)
 
+# Whole files per worker (module fixtures computed once), the longest files first
+# (tests/conftest.py: LONGEST_FIRST) rather than xdist's most-tests-first.
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15 tests
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15 tests
 
 demo: $(STAMP)
 	$(PY) -m experiments.demo --config=configs/demo.py --workdir=$${WORKDIR:-runs/demo}

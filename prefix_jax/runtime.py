@@ -15,6 +15,20 @@ it is unset and no accelerator plugin (CUDA, ROCm, TPU) is installed. Environmen
 starts its backend (arenas made by threads that already allocated keep their behaviour); the
 entry points (`prefix_jax.main`, `experiments.demo`, the benchmarks' JAX workers) call it first
 thing. Elsewhere than glibc it does nothing.
+
+`use_compilation_cache()`: JAX's persistent compilation cache in one folder
+(`paths.compilation_cache_dir`, setting `PREFIX_JAX_COMPILATION_CACHE`, `0` turns it off). A
+process that compiles a program some process compiled before (same HLO, XLA flags, jax
+version, devices: JAX's cache key) loads that executable instead of compiling it again, so
+results do not change. Every program is kept, however short its compile (the tests compile
+hundreds of programs of under a second each). The project's folder is bounded (pruned
+least-recently-used first, under JAX's file lock). `compilation_cache_environment()` gives the
+settings as the environment variables JAX reads at import, for a process and its children (the
+test session: a temporary folder, unbounded because JAX's pruning rescans the whole folder at
+every write; without the lock, a process that reads an entry while another writes it gets a
+warning and compiles the program itself). `CompileCounter` counts compilations and cache hits.
+The two import JAX when called: this module is imported before JAX, whose import would start
+threads before `keep_freed_memory` runs.
 """
 from __future__ import annotations
 
@@ -24,6 +38,9 @@ import importlib.metadata
 import importlib.util
 import os
 import pkgutil
+from pathlib import Path
+
+from prefix_jax import paths
 
 _INT_MAX = 2**31 - 1  # mallopt takes an int: larger values would wrap
 # Each setting: glibc's environment variable for it, its mallopt(3) parameter (malloc.h), value.
@@ -72,3 +89,59 @@ def kept_memory_environment() -> dict[str, str]:
   """The same settings as glibc environment variables, for a process that does not call
   `keep_freed_memory` itself (the benchmark gives them to HF PEFT for a like-for-like run)."""
   return {env: str(value) for env, _, value in _SETTINGS}
+
+
+# JAX's settings for the persistent cache, besides its folder and size bound.
+_CACHE_SETTINGS = (("jax_persistent_cache_min_compile_time_secs", 0.0),
+                   ("jax_persistent_cache_min_entry_size_bytes", -1))  # no minimum size
+CACHE_MAX_BYTES = 2 * 2**30
+
+
+def compilation_cache_environment(folder: Path) -> dict[str, str]:
+  """The persistent cache's settings, unbounded, as the environment variables JAX reads at
+  import."""
+  settings = (("jax_compilation_cache_dir", folder), *_CACHE_SETTINGS)
+  return {name.upper(): str(value) for name, value in settings}
+
+
+def use_compilation_cache(folder: Path | None = None,
+                          max_bytes: int = CACHE_MAX_BYTES) -> Path | None:
+  """Compiles through JAX's persistent cache in `folder` (default: the project's setting),
+  bounded to `max_bytes` (-1: unbounded), from now on in this process; returns the folder, or
+  None where the setting turns it off."""
+  import jax  # when called, not at import: see the module docstring
+  folder = folder or paths.compilation_cache_dir()
+  if folder is None:
+    return None
+  jax.config.update("jax_compilation_cache_dir", str(folder))
+  jax.config.update("jax_compilation_cache_max_size", max_bytes)
+  for name, value in _CACHE_SETTINGS:
+    jax.config.update(name, value)
+  return folder
+
+
+class CompileCounter:
+  """Counts, from its creation, the XLA compilations of this process (`compiled`, `compile_s`:
+  programs and seconds, loads from the cache included) and the persistent cache's `hits` and
+  `saved_s` (compile seconds the hits saved, as recorded when the entry was written)."""
+
+  def __init__(self):
+    import jax  # when called, not at import: see the module docstring
+    self.compiled = self.hits = 0
+    self.compile_s = self.saved_s = 0.0
+    jax.monitoring.register_event_listener(self._event)
+    jax.monitoring.register_event_duration_secs_listener(self._duration)
+
+  def _event(self, event: str, **_):
+    self.hits += event == "/jax/compilation_cache/cache_hits"
+
+  def _duration(self, event: str, seconds: float, **_):
+    if event == "/jax/core/compile/backend_compile_duration":
+      self.compiled += 1
+      self.compile_s += seconds
+    elif event == "/jax/compilation_cache/compile_time_saved_sec":
+      self.saved_s += seconds
+
+  def summary(self) -> str:
+    return (f"{self.compiled} programs in {self.compile_s:.0f} s; persistent cache: {self.hits} "
+            f"hits saving {max(self.saved_s, 0.0):.0f} s of compiling")

@@ -1,9 +1,11 @@
 """Shared test fixtures."""
 import os
+import shutil
+import tempfile
 
 import pytest
 
-from prefix_jax import paths
+from prefix_jax import paths, runtime
 
 # The tests compile hundreds of small programs and run each a few times: LLVM's optimization
 # passes cost more than they save there (test_prefix_semantics: 103 -> 64 s). It changes code
@@ -12,6 +14,25 @@ from prefix_jax import paths
 XLA_TEST_FLAGS = "--xla_backend_optimization_level=0"
 if XLA_TEST_FLAGS not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {XLA_TEST_FLAGS}".strip()
+
+# One persistent compilation cache for the session (prefix_jax/runtime.py): the xdist workers
+# and every subprocess a test starts inherit it through the environment, so a program compiled
+# once (a tiny model's train step, compiled again by each subprocess run) is loaded thereafter.
+# A temporary folder made by the first process (the xdist controller), removed by it at the end;
+# PREFIX_JAX_COMPILATION_CACHE=DIR keeps one across sessions, =0 turns it off.
+_OWNER = "PREFIX_JAX_TEST_CACHE_OWNER"
+if "PREFIX_JAX_COMPILATION_CACHE" not in os.environ:
+  os.environ["PREFIX_JAX_COMPILATION_CACHE"] = tempfile.mkdtemp(prefix="prefix_jax_compiled_")
+  os.environ[_OWNER] = str(os.getpid())
+if paths.compilation_cache_dir() is not None:
+  os.environ.update(runtime.compilation_cache_environment(paths.compilation_cache_dir()))
+  runtime.use_compilation_cache(paths.compilation_cache_dir(), max_bytes=-1)
+
+
+def pytest_unconfigure(config):
+  del config
+  if os.environ.get(_OWNER) == str(os.getpid()):
+    shutil.rmtree(os.environ["PREFIX_JAX_COMPILATION_CACHE"], ignore_errors=True)
 
 
 def with_xla_flags(env: dict) -> dict:
@@ -44,3 +65,20 @@ def cache(tmp_path, monkeypatch):
   monkeypatch.setenv("PREFIX_JAX_CACHE", str(folder))
   yield folder
   assert not folder.exists(), f"cache written: {list(folder.rglob('*'))}"
+
+
+# Files whose tests take the longest, longest first (a full session, docs/benchmarks.md). The
+# test session runs them first (`make test`: `--dist loadfile --no-loadscope-reorder`), so that
+# while one xdist worker runs a long file the other works through the many short ones, instead
+# of one worker finishing its last long file alone. The order changes no result.
+LONGEST_FIRST = ("test_paper.py", "test_trainer_devices.py", "test_trainer.py",
+                 "test_reliability_faults.py", "test_methods_export.py",
+                 "test_tasks_every_config.py", "test_remat.py", "test_prefix_semantics.py",
+                 "test_bench_smoke.py", "test_train_invariants.py", "test_multi.py",
+                 "test_sweep_resume.py", "test_tasks_sst2_minilm.py", "test_sweep.py")
+
+
+def pytest_collection_modifyitems(config, items):
+  del config
+  rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: else as collected

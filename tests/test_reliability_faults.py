@@ -131,9 +131,12 @@ def _signal_run(wd, **env):
 
 @pytest.mark.parametrize("sig,env,code,saved", [
     (signal.SIGTERM, {"PREFIX_JAX_TEST_TERM_AT_PHASE": "set-up"}, 0, []),
-    (signal.SIGTERM, {"PREFIX_JAX_TEST_TERM_BEFORE": "1,0.3"}, 0, [1]),  # compiling step 1
+    # 0.3 s into compiling step 1: compiled here, not loaded from the session's cache
+    (signal.SIGTERM, {"PREFIX_JAX_TEST_TERM_BEFORE": "1,0.3",
+                      "JAX_ENABLE_COMPILATION_CACHE": "false"}, 0, [1]),
     (signal.SIGINT, {"PREFIX_JAX_TEST_INT_AT_PHASE": "set-up"}, 130, []),
-    (signal.SIGINT, {"PREFIX_JAX_TEST_INT_BEFORE": "1,0.3"}, 130, [1]),  # compiling step 1
+    (signal.SIGINT, {"PREFIX_JAX_TEST_INT_BEFORE": "1,0.3",
+                     "JAX_ENABLE_COMPILATION_CACHE": "false"}, 130, [1]),
     (signal.SIGINT, {"PREFIX_JAX_TEST_INT_AT": "2"}, 130, [2]),
 ], ids=["sigterm-at-start-up", "sigterm-during-compilation", "sigint-at-start-up",
         "sigint-during-compilation", "sigint-mid-run"])

@@ -1,13 +1,14 @@
 """`keep_freed_memory`: a step's large temporary buffer reuses the last step's pages, on CPU
-backends only."""
+backends only. The persistent compilation cache: a second process loads what a first compiled."""
 import ctypes.util
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from prefix_jax import runtime
+from prefix_jax import paths, runtime
 from prefix_jax.runtime import cpu_backend_expected, keep_freed_memory, kept_memory_environment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,3 +77,42 @@ def test_accelerator_plugin_means_no_cpu_backend(monkeypatch):
   assert not runtime.cpu_backend_expected()
   monkeypatch.setattr(runtime, "_accelerator_plugins", lambda: [])
   assert runtime.cpu_backend_expected()
+
+
+# Compiles and runs one program; prints its result, the programs compiled and the cache hits.
+CACHED = """
+from prefix_jax import paths, runtime
+counter = runtime.CompileCounter()
+import jax, jax.numpy as jnp
+x = jnp.linspace(-3.0, 3.0, 4096).reshape(64, 64)
+y = jax.jit(lambda x: jnp.tanh(x @ x.T).sum(-1) * 1.2345)(x)
+print(repr(bytes(jax.device_get(y).tobytes()).hex()), counter.compiled, counter.hits)
+"""
+
+
+def _cached_run(folder):
+  env = dict(os.environ, **runtime.compilation_cache_environment(folder))
+  out = subprocess.run([sys.executable, "-c", CACHED], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=120, check=True)
+  result, compiled, hits = out.stdout.split()
+  return result, int(compiled), int(hits)
+
+
+def test_second_process_loads_its_programs_from_the_cache_with_equal_results(tmp_path):
+  first = _cached_run(tmp_path / "jit")
+  second = _cached_run(tmp_path / "jit")
+  assert first[1] >= 1 and first[2] == 0, first  # a fresh folder: everything compiled
+  assert second[2] == second[1] == first[1], (first, second)  # every program loaded
+  assert second[0] == first[0]  # bitwise
+  assert list((tmp_path / "jit").glob("jit__lambda-*-cache"))
+
+
+def test_compilation_cache_setting(monkeypatch, tmp_path):
+  monkeypatch.setenv("PREFIX_JAX_CACHE", str(tmp_path))
+  monkeypatch.delenv("PREFIX_JAX_COMPILATION_CACHE", raising=False)
+  assert paths.compilation_cache_dir() == tmp_path / "jax_compilation"
+  monkeypatch.setenv("PREFIX_JAX_COMPILATION_CACHE", str(tmp_path / "elsewhere"))
+  assert paths.compilation_cache_dir() == tmp_path / "elsewhere"
+  monkeypatch.setenv("PREFIX_JAX_COMPILATION_CACHE", "0")
+  assert paths.compilation_cache_dir() is None
+  assert runtime.use_compilation_cache() is None

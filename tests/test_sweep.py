@@ -1,11 +1,8 @@
-"""The sweep launcher: cells, resume after a kill, results tables and plot, slurm script."""
+"""The sweep launcher: cells, results tables and plot, slurm script, one-program sweeps (resume
+after a kill: test_sweep_resume.py)."""
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 
@@ -15,13 +12,7 @@ from prefix_jax.sweep.__main__ import main as sweep_main
 from prefix_jax.sweep.record import CELL_FILE
 from prefix_jax.sweep.slurm import write_array_script
 from conftest import with_xla_flags
-
-ROOT = Path(__file__).resolve().parent.parent
-# A cell of a few seconds: tiny random GPT-2, 3 steps on 8 examples, 2 decoded test rows.
-TINY = ("configs/e2e.py:model=tiny-gpt2,steps=3,epochs=0,batch=4,n=8,"
-        "train.checkpoint_every=1,train.log_every=1,data.max_source_len=24,"
-        "data.max_target_len=16,data.num_eval_loss_examples=0,decode.num_examples=2,"
-        "decode.beam_size=1,decode.max_new_tokens=3,prefix.mlp_hidden=8")
+from sweep_runs import ROOT, TINY
 
 
 def test_cells_product_names_and_args():
@@ -91,44 +82,6 @@ def test_slurm_script_has_one_task_per_cell(tmp_path):
   lines = (tmp_path / "cells.tsv").read_text().splitlines()
   assert len(lines) == 6 and lines[5].endswith("prefix_len=4,seed=2")
   assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
-
-
-def _sweep(root, *extra, **kw):
-  cmd = [sys.executable, "-m", "prefix_jax.sweep", f"--config={TINY}", "--grid",
-         "prefix_len=2,4", "--grid", "seed=0,1", "--root", str(root), *extra]
-  return subprocess.Popen(cmd, cwd=ROOT, env=with_xla_flags({}), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, **kw)
-
-
-def test_sweep_killed_mid_cell_resumes_and_writes_tables(tmp_path, shared_dir):
-  root = tmp_path / "sweep"
-  first = root / "prefix_len=2,seed=0"
-  proc = _sweep(root, start_new_session=True)
-  deadline = time.time() + 240
-  while not (first / "checkpoints" / "1").exists():  # killed mid-cell, after step 1's checkpoint
-    assert proc.poll() is None and time.time() < deadline, proc.communicate()[0]
-    time.sleep(0.2)
-  os.killpg(proc.pid, signal.SIGKILL)
-  proc.wait()
-  assert not (first / "scores.json").exists()
-  proc = _sweep(root, "--parallel", "2")
-  out = proc.communicate(timeout=600)[0]
-  assert proc.returncode == 0, out
-  assert len([x for x in out.splitlines() if x.startswith("[")]) == 4, out
-  assert "resumed from step" in (first / "sweep.log").read_text()
-  assert json.loads((first / CELL_FILE).read_text())["attempts"] == 2
-  rows = [json.loads(x) for x in (root / "results.jsonl").read_text().splitlines()]
-  assert [r["status"] for r in rows] == ["finished"] * 4
-  assert all(r["steps"] == 3 and "bleu" in r["scores"] and r["trainable_share"] > 0
-             for r in rows)
-  md = (root / "results.md").read_text().splitlines()
-  assert len(md) == 4 and md[2].startswith("| 2 ") and md[3].startswith("| 4 ")
-  assert all("±" in line for line in md[2:])
-  assert (root / "results.png").stat().st_size > 1000 and (root / "results.tex").exists()
-  start = time.time()
-  proc = _sweep(root)
-  out = proc.communicate(timeout=120)[0]
-  assert proc.returncode == 0 and out.count("finished earlier, skipped") == 4, out
 
 
 def test_one_program_sweep_writes_ordinary_member_workdirs(tmp_path, shared_dir):

@@ -1,4 +1,5 @@
-"""The trainer: resume, preemption, divergence, export, data parallelism, every config."""
+"""The trainer: resume, preemption, divergence, export, every config (data parallelism:
+test_trainer_devices.py)."""
 import glob
 import json
 import os
@@ -19,24 +20,10 @@ from prefix_jax.train.checkpoint import WorkdirError
 from prefix_jax.train.export import PrefixFileError, load_prefix
 from prefix_jax.train.loop import ConfigError, Hooks, TrainingDiverged, train_and_evaluate
 import probe
-from conftest import with_xla_flags
 from run_tiny import tiny_config
-from trees import assert_trees_close, max_abs_diff
-
-ROOT = Path(__file__).resolve().parent.parent
-E2E = str(ROOT / "configs" / "e2e.py")
-RUNNER = str(Path(__file__).resolve().parent / "run_tiny.py")
-
-
-def _prefix_arrays(workdir):
-  spec, params, _ = load_prefix(Path(workdir) / "prefix.safetensors")
-  return jax.tree_util.tree_map(np.asarray, params)
-
-
-def _run_subprocess(workdir, *args, env=None, **kw):
-  env = with_xla_flags(env or {})
-  return subprocess.Popen([sys.executable, RUNNER, E2E, str(workdir), *args], env=env,
-                          cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)
+from trainer_runs import E2E, ROOT
+from trainer_runs import prefix_arrays as _prefix_arrays, run_subprocess as _run_subprocess
+from trees import assert_trees_close
 
 
 @pytest.fixture(scope="module")
@@ -148,42 +135,6 @@ def test_nan_stops_run_and_keeps_last_checkpoint(tmp_path, shared_dir):
   assert before and all(p.stat().st_mtime_ns == t for p, t in before.items())
 
 
-def test_eight_devices_equal_one_device(tmp_path, shared_dir):
-  results = {}
-  for n in (8, 1):  # the 8-device run first: a mutant that breaks it fails sooner
-    wd = tmp_path / f"dev{n}"
-    env = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"}
-    proc = _run_subprocess(wd, "train.num_steps=3", "train.batch_size=8", env=env)
-    out = proc.communicate(timeout=300)[0].decode()
-    assert proc.returncode == 0, out
-    # Inside the run: each step's batch of 8 rows was split over n devices.
-    seen = probe.parse(out)
-    assert (seen["batch_devices"], seen["rows_per_device"], seen["steps"]) == (n, 8 // n, 3), out
-    results[n] = _prefix_arrays(wd)
-  assert_trees_close(results[1], results[8], atol=1e-5)
-
-
-def test_packed_rows_train_the_same_prefix_as_padded_rows(tmp_path, shared_dir):
-  """Packing (2 devices, rows rounded to them) changes the layout of a step, not its examples:
-  the trained prefix equals the padded-rows run's."""
-  padded = tmp_path / "padded"
-  train_and_evaluate(tiny_config(E2E, **{"train.num_steps": 3}), padded)
-  wd = tmp_path / "packed"
-  env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-  proc = _run_subprocess(wd, "train.num_steps=3", "data.pack_length=64", env=env)
-  out = proc.communicate(timeout=300)[0].decode()
-  assert proc.returncode == 0, out
-  a, b = _prefix_arrays(padded), _prefix_arrays(wd)
-  # training moved the prefix, so equality below is informative
-  assert max_abs_diff(a, _prefix_arrays_init(padded)) > 1e-4
-  assert_trees_close(a, b, atol=2e-5)
-
-
-def _prefix_arrays_init(workdir):
-  _, params, _ = load_prefix(Path(workdir) / "prefix_init.safetensors")
-  return jax.tree_util.tree_map(np.asarray, params)
-
-
 CONFIGS = sorted(glob.glob(str(ROOT / "configs" / "*.py")))
 
 
@@ -209,11 +160,25 @@ def test_every_config_parses_and_runs_one_step(path, tmp_path, shared_dir):
                                    "needs data.pack_length > 0"),
     ({"data.pack_length": 64, "data.pack_length_step": -1}, "data.pack_length_step must be an"),
     ({"train.remat": "some"}, "train.remat must be one of \\['dots', 'full', 'none'\\], got 'some'"),
+    ({"data.loss_pos_multiple": 0}, "data.loss_pos_multiple must be > 0, got 0"),
 ])
 def test_bad_config_values_fail_with_one_line(override, message, tmp_path):
   with pytest.raises(ConfigError, match=message):
     train_and_evaluate(tiny_config(E2E, **override), tmp_path / "run")
   assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("multiple", [16, 64])
+def test_loss_positions_are_padded_to_the_configured_multiple(multiple, shared_dir):
+  from prefix_jax.train import data as train_data
+  config = tiny_config(E2E, **{"data.loss_pos_multiple": multiple, "train.batch_size": 2})
+  cfg, _, tokenizer = load_backbone(config.model)
+  batches = train_data.train_iterator(config, tokenizer, cfg)
+  for _ in range(4):
+    batch = batches.next_batch()
+    k, counts = batch["loss_pos"].shape[1], int((batch["weights"] > 0).sum())
+    assert k % multiple == 0 and counts <= k < counts + multiple, (k, counts)
+    assert int(batch["loss_valid"].sum()) == counts
 
 
 def test_examples_longer_than_packed_rows_fail_with_one_line(tmp_path):
@@ -258,54 +223,6 @@ def test_bad_prefix_file_is_rejected(tmp_path):
     load_prefix(bad)
 
 
-def _free_port():
-  import socket
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
-def test_two_processes_equal_one_process_with_two_devices(tmp_path, shared_dir):
-  """Multi-host data parallelism: 2 processes x 1 CPU device (gloo collectives on 127.0.0.1)
-  train the same prefix as 1 process x 2 devices, for the same global batch."""
-  two = tmp_path / "two"
-  port = _free_port()
-  procs = [_run_subprocess(two, "train.num_steps=3", "distributed.num_processes=2",
-                           f"distributed.process_id={i}",
-                           f'distributed.coordinator_address="127.0.0.1:{port}"',
-                           'distributed.cpu_collectives="gloo"',
-                           env={"XLA_FLAGS": "--xla_force_host_platform_device_count=1"})
-           for i in range(2)]
-  outs = [p.communicate(timeout=300)[0].decode() for p in procs]
-  assert all(p.returncode == 0 for p in procs), outs
-  assert all("processes=2 devices=2" in o for o in outs), outs
-  # Inside each process: the global batch of 4 rows was split over both processes' devices.
-  for o in outs:
-    seen = probe.parse(o)
-    assert (seen["batch_devices"], seen["batch_rows"], seen["rows_per_device"]) == (2, 4, 2), o
-  one = tmp_path / "one"
-  proc = _run_subprocess(one, "train.num_steps=3",
-                         env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
-  out = proc.communicate(timeout=300)[0].decode()
-  assert proc.returncode == 0, out
-  assert_trees_close(_prefix_arrays(one), _prefix_arrays(two), atol=1e-5)
-
-
-def test_fsdp_sharded_backbone_equals_replicated(tmp_path, shared_dir):
-  """train.fsdp splits each large frozen weight over the 8 devices: same prefix as replicated."""
-  results = {}
-  for fsdp in ("true", "false"):
-    wd = tmp_path / f"fsdp_{fsdp}"
-    proc = _run_subprocess(wd, "train.num_steps=2", "train.batch_size=8", f"train.fsdp={fsdp}",
-                           env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
-    out = proc.communicate(timeout=300)[0].decode()
-    assert proc.returncode == 0, out
-    # Inside the run: the largest frozen weight is split 8 ways under fsdp, else replicated.
-    assert probe.parse(out)["largest_weight_split"] == (8 if fsdp == "true" else 1), out
-    results[fsdp] = _prefix_arrays(wd)
-  assert_trees_close(results["false"], results["true"], atol=1e-5)
-
-
 def test_evaluate_writes_predictions_and_scores(uninterrupted):
   from prefix_jax.evaluate import evaluate_workdir
   wd, _ = uninterrupted
@@ -326,13 +243,3 @@ def test_bf16_compute_is_close_to_fp32():
   assert bf16.dtype == jnp.bfloat16
   # Measured: 0.003 (logits up to 0.67); an fp32 reduction done in bf16 would exceed this.
   np.testing.assert_allclose(np.asarray(bf16, np.float32), f32, atol=0.01, rtol=0)
-
-
-def test_batch_not_divisible_by_devices_exits_nonzero_with_one_line(tmp_path):
-  wd = tmp_path / "w"
-  proc = _run_subprocess(wd, "train.batch_size=6",
-                         env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
-  out = proc.communicate(timeout=300)[0].decode()
-  assert proc.returncode == 2, out
-  assert "error: batch size 6 is not divisible by the device count 4" in out
-  assert not (wd / "checkpoints").exists()

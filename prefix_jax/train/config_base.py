@@ -55,6 +55,7 @@ def base_config() -> ml_collections.ConfigDict:
       max_source_len=256, max_target_len=128, bucket_size=16, num_train_examples=0,
       num_eval_examples=0, num_eval_loss_examples=64, subset_seed=0, padding="right",
       pack_length=0, pack_length_step=0,
+      loss_pos_multiple=16,  # a batch's loss positions padded to a multiple: fewer shapes
       overflow="truncate",  # beyond max_source_len / max_target_len: 'truncate' | 'refuse'
       split_scheme="standard"))  # xsum: news_to_sports | within_news; webnlg: seen_to_unseen
   c.optim = ml_collections.ConfigDict(dict(

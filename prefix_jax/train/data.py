@@ -163,9 +163,10 @@ class _Batches:
   across hosts; the position is checkpointable."""
 
   def __init__(self, it, groups: int, process_index: int = 0, process_count: int = 1,
-               loss_positions: bool = True, cut: dict | None = None):
+               loss_positions: bool = True, cut: dict | None = None, loss_multiple: int = 16):
     self._it = it
     self._loss_positions = loss_positions
+    self._loss_multiple = loss_multiple
     self.cut = cut or {}  # {reason: count} of examples cut to the configured maxima
     self._groups = groups
     self._pi, self._pc = process_index, process_count
@@ -176,7 +177,7 @@ class _Batches:
     rows = len(batch["valid"])
     groups = self._groups if rows % self._groups == 0 else None  # else one group per row
     if self._loss_positions:
-      batch = add_loss_positions(batch, groups=groups)
+      batch = add_loss_positions(batch, self._loss_multiple, groups=groups)
     return host_share(batch, self._pi, self._pc)
 
   def get_state(self):
@@ -240,7 +241,8 @@ def train_iterator(config, tokenizer, cfg, process_index: int = 0, process_count
                               row_multiple=shards, layout=layout(cfg),
                               start_id=start_id(cfg, tokenizer))
   return _Batches(it, shards, process_index, process_count,
-                  loss_positions=layout(cfg) == "decoder", cut=cut)
+                  loss_positions=layout(cfg) == "decoder", cut=cut,
+                  loss_multiple=config.data.get("loss_pos_multiple", 16))
 
 
 def eval_loss_batches(config, tokenizer, cfg) -> list[dict]:
@@ -256,7 +258,7 @@ def eval_loss_batches(config, tokenizer, cfg) -> list[dict]:
                               layout=layout(cfg), start_id=start_id(cfg, tokenizer))
   if layout(cfg) != "decoder":
     return list(it)
-  return [add_loss_positions(b, groups=1) for b in it]
+  return [add_loss_positions(b, config.data.get("loss_pos_multiple", 16), groups=1) for b in it]
 
 
 def _eval_records(config, split):

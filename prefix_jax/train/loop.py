@@ -53,8 +53,9 @@ def validate_config(config) -> None:
   if t.num_steps < 0 or t.num_epochs < 0 or (t.num_steps == 0 and t.num_epochs == 0):
     raise ConfigError(f"set train.num_steps or train.num_epochs > 0 (got {t.num_steps}, "
                       f"{t.num_epochs})")
-  if config.data.bucket_size <= 0:
-    raise ConfigError(f"data.bucket_size must be > 0, got {config.data.bucket_size}")
+  for key in ("bucket_size", "loss_pos_multiple"):
+    if config.data.get(key, 1) <= 0:
+      raise ConfigError(f"data.{key} must be > 0, got {config.data[key]}")
   pack = config.data.pack_length
   if not isinstance(pack, int) or pack < 0:
     raise ConfigError(f"data.pack_length must be an int >= 0 (0: no packing), got {pack!r}")
