@@ -33,6 +33,9 @@ def test_entry_names_existing_code_and_tests(m):
   assert harness.anchor_count(m) == 1, (
       f"{m.name}: anchor not found exactly once in {m.file} (found "
       f"{harness.anchor_count(m)}x); update mutants/mutations.toml:\n{m.find}")
+  # The mutated file still parses: a mutant must fail on behaviour, not on a syntax error.
+  source = (ROOT / m.file).read_text()
+  compile(source.replace(m.find, m.replace), m.file, "exec")
 
 
 def test_outcome_parsing():
