@@ -10,6 +10,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+from flax import traverse_util
 
 from prefix_jax.models import build_model
 from prefix_jax.models.config import ModelConfig
@@ -27,19 +28,17 @@ def _traced_shapes(_key: str, cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
   model = build_model(cfg)
   tokens = jnp.zeros((1, 2), jnp.int32)
   tree = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), tokens))["params"]
-  return flatten(tree, lambda leaf: tuple(leaf.shape))
+  return _shapes(tree)
 
 
-def flatten(tree, leaf_fn=lambda leaf: leaf) -> dict:
-  """Nested dicts -> {'a/b/c': leaf_fn(leaf)}."""
-  flat = jax.tree_util.tree_flatten_with_path(tree)[0]
-  return {"/".join(str(k.key) for k in path): leaf_fn(leaf) for path, leaf in flat}
+def _shapes(tree) -> dict[str, tuple[int, ...]]:
+  return {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(tree, sep="/").items()}
 
 
 def check_params(params: dict, cfg: ModelConfig, source) -> None:
   """Raises WeightsError naming `source` and the first missing, misshapen or extra array."""
   want = expected_shapes(cfg)
-  have = flatten(params, lambda leaf: tuple(leaf.shape))
+  have = _shapes(params)
   for name, shape in want.items():
     if name not in have:
       raise WeightsError(f"{source}: parameter {name} missing (config: num_layers="
