@@ -68,7 +68,8 @@ def base_config() -> ml_collections.ConfigDict:
       remat="dots"))  # what each block saves for backward: none | dots | full (models.remat)
   c.decode = ml_collections.ConfigDict(dict(
       beam_size=5, max_new_tokens=100, min_length=1, length_penalty=0.0, batch_size=16,
-      ban_newlines=True, num_examples=0, no_repeat_ngram_size=0))
+      ban_newlines=True, num_examples=0, no_repeat_ngram_size=0,
+      subset="first"))  # which num_examples: first | spread (data.subsets.spread)
   c.distributed = ml_collections.ConfigDict(dict(
       num_processes=1, process_id=0, coordinator_address="", cpu_collectives=""))
   return c

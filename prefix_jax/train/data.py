@@ -15,10 +15,11 @@ import re
 
 import numpy as np
 
-from prefix_jax.errors import UserError
+from prefix_jax.errors import ConfigError, UserError
 from prefix_jax import data as data_lib
 from prefix_jax.data.batching import host_share
 from prefix_jax.data.encode import Encoded
+from prefix_jax.data import subsets
 from prefix_jax.data.report import BadInputReport
 from prefix_jax.data.tasks import TaskOptions
 from prefix_jax.train.loss import add_loss_positions, model_kind
@@ -266,9 +267,23 @@ def _eval_records(config, split):
   _, records = data_lib.load_task(config.task, train_split=None, eval_split=name,
                                   split_scheme=_scheme(config))
   records = _take(records, bounds)
-  if config.decode.num_examples:
-    records = records[:config.decode.num_examples]
+  n = config.decode.num_examples
+  how = config.decode.get("subset", "first")
+  if how not in ("first", "spread"):
+    raise ConfigError(f"decode.subset={how!r} is not 'first' or 'spread'")
+  if n and how == "first":
+    records = records[:n]
+  elif n:
+    records = subsets.spread(records, n, _strata(config, name, records))
   return name, records
+
+
+def _strata(config, split: str, records) -> list | None:
+  """What an evaluation subset keeps in equal shares: WebNLG's seen and unseen categories."""
+  if config.task != "webnlg":
+    return None
+  unseen = {r["id"]: bool(r["unseen"]) for r in data_lib.read_split("webnlg", split)}
+  return [unseen.get(r.id, False) for r in records]
 
 
 def classification_batches(config, tokenizer, split) -> tuple[list[str], list[dict]]:
