@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -19,6 +18,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from prefix_jax import provenance
 
 # ModelConfig keyword arguments of the benchmarked shapes (random weights).
 SMOLLM2_135M = dict(arch="llama", vocab_size=49152, hidden_size=576, num_layers=30, num_heads=9,
@@ -74,38 +75,12 @@ def peak_rss_mib() -> float:
 # ---------------------------------------------------------------------------------------------
 # The machine.
 
-def cpu_model() -> str:
-  try:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-      if line.startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or "unknown"
-
-
-def _version(name: str) -> str | None:
-  from importlib import metadata
-  try:
-    return metadata.version(name)
-  except metadata.PackageNotFoundError:
-    return None
-
-
 def machine_info(argv: list[str]) -> dict:
   """Cores, CPU model, load, library versions and the command (no heavy imports)."""
-  try:
-    usable = len(os.sched_getaffinity(0))
-  except AttributeError:
-    usable = os.cpu_count()
-  return {
-      "cpu_model": cpu_model(), "logical_cores": os.cpu_count(), "usable_cores": usable,
-      "load_avg_1m_at_start": round(os.getloadavg()[0], 2), "python": platform.python_version(),
-      "platform": platform.platform(),
-      "versions": {n: _version(n) for n in ("jax", "jaxlib", "flax", "optax", "torch",
-                                            "transformers", "peft", "numpy")},
-      "command": " ".join([Path(sys.executable).name, "-m", "benchmarks.bench", *argv]),
-  }
+  info = provenance.machine(("jax", "jaxlib", "flax", "optax", "torch", "transformers", "peft",
+                         "numpy"))
+  return {**info, "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
+          "command": " ".join([Path(sys.executable).name, "-m", "benchmarks.bench", *argv])}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -46,6 +46,14 @@ def column_groups(spec: Spec) -> dict[tuple[str, str], list[Column]]:
   return groups
 
 
+def row_values(row: Row, scale: Scale) -> list[tuple[str, str]]:
+  """The row's own arguments, then the scale's arguments for its method that it does not set."""
+  values = _pairs(row.args)
+  method = dict(values).get("method", "")
+  own = {k for k, _ in values}
+  return values + [(k, v) for k, v in _pairs(scale.method_args.get(method, "")) if k not in own]
+
+
 def build_cells(spec: Spec, scale_name: str, root) -> list[TableCell]:
   scale = SCALES[scale_name]
   xs = spec.x_values[scale_name] if spec.x_key else (None,)
@@ -53,13 +61,14 @@ def build_cells(spec: Spec, scale_name: str, root) -> list[TableCell]:
   out = []
   for (task, col_args), cols in column_groups(spec).items():
     model = model_for(spec, scale, task)
-    base = ",".join(a for a in (scale.args, f"model={model}" if model else "", col_args) if a)
+    base = ",".join(a for a in (scale.args, scale.task_args.get(task, ""),
+                                f"model={model}" if model else "", col_args) if a)
     tag = re.sub(r"[^A-Za-z0-9._=+-]", "_", f"{task}{'+' + col_args if col_args else ''}"
                  f"@{model or 'default'}")
     for row in spec.rows:
       for x in xs:
         for seed in seeds:
-          values = _pairs(row.args)
+          values = row_values(row, scale)
           values += [("n", str(scale.lowdata))] if spec.lowdata else []
           values += [(spec.x_key, str(x))] if spec.x_key else []
           values += [("seed", str(seed))] if seed is not None else []

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.paper.cells import TableCell
 from experiments.paper.published import paper_value
 from experiments.paper.specs import Spec
 from prefix_jax.sweep.results import fmt, latex, markdown, mean_std
@@ -14,25 +13,17 @@ from prefix_jax.sweep.results import fmt, latex, markdown, mean_std
 NA = "n/a"
 
 
-def _read(path: Path) -> dict:
-  return json.loads(path.read_text()) if path.exists() else {}
-
-
-def collect(spec: Spec, cells: list[TableCell], missing: dict) -> dict:
+def collect(spec: Spec, rows: list[dict], missing: dict) -> dict:
   """(row label, x, column label) -> [ours on the paper's scale, one per seed]; and
-  row label -> trainable share (%) of its first finished cell."""
+  row label -> trainable share (%) of its first finished cell. `rows`: `rows.raw_rows`."""
   values, share = {}, {}
-  for tc in cells:
-    scores = _read(tc.workdir / "scores.json")
-    summary = _read(tc.workdir / "summary.json")
-    if tc.row.label not in share and summary.get("backbone_params"):
-      share[tc.row.label] = 100 * summary.get("trainable_share", summary["trainable_params"]
-                                              / summary["backbone_params"])
-    group = (tc.column.task, tc.column.args)
-    for col in (c for c in spec.columns if (c.task, c.args) == group):
-      if col.metric in scores:
-        values.setdefault((tc.row.label, tc.x, col.label), []).append(
-            scores[col.metric] * col.factor)
+  for r in rows:
+    if r["row"] not in share and r.get("trainable_share") is not None:
+      share[r["row"]] = 100 * r["trainable_share"]
+    for col in (c for c in spec.columns if (c.task, c.args) == (r["task"], r["column_args"])):
+      if col.metric in r["scores"]:
+        values.setdefault((r["row"], r["x"], col.label), []).append(
+            r["scores"][col.metric] * col.factor)
   return {"values": values, "share": share, "missing": missing}
 
 
@@ -101,14 +92,15 @@ def plot(spec: Spec, data: dict, xs, out: Path) -> Path:
     ax.legend(fontsize=7)
   fig.suptitle(spec.title, fontsize=9)
   fig.tight_layout()
-  fig.savefig(out, dpi=100)
+  fig.savefig(out, dpi=100, metadata={"Software": None})
   plt.close(fig)
   return out
 
 
-def render(spec: Spec, cells: list[TableCell], missing: dict, xs, out_dir: Path) -> dict:
-  """Writes SPEC.md, SPEC.tex, SPEC.json (and SPEC.png for figures) into out_dir."""
-  data = collect(spec, cells, missing)
+def render(spec: Spec, rows: list[dict], missing: dict, xs, out_dir: Path) -> dict:
+  """Writes SPEC.md, SPEC.tex, SPEC.json (and SPEC.png for figures) into out_dir, from the
+  table's raw rows alone."""
+  data = collect(spec, rows, missing)
   headers, body = table_rows(spec, data, xs)
   notes = footnotes(spec, data)
   out_dir.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,8 @@ from pathlib import Path
 from prefix_jax.main import run as run_main
 from prefix_jax.sweep import grid as grid_lib
 from prefix_jax.sweep.group import run_groups
-from prefix_jax.sweep.record import Progress, git_commit, outcome, record_wall
+from prefix_jax.provenance import git_commit
+from prefix_jax.sweep.record import Progress, outcome, record_wall
 from prefix_jax.sweep import results as results_lib
 from prefix_jax.sweep.slurm import write_array_script
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-import subprocess
+import os
 import sys
 import threading
 from pathlib import Path
@@ -12,27 +12,17 @@ from prefix_jax.sweep.grid import cell_status
 CELL_FILE = "sweep_cell.json"  # the launcher's record in a cell's workdir: wall time, commit
 
 
-def git_commit(cwd: Path | None = None) -> str:
-  """The code's commit (with '+dirty' if the tree has changes), or 'unknown'."""
-  cwd = cwd or Path(__file__).resolve().parent
-  try:
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
-                          check=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                           capture_output=True, text=True, check=True).stdout.strip()
-  except (OSError, subprocess.CalledProcessError):
-    return "unknown"
-  return head + ("+dirty" if dirty else "")
-
-
 def record_wall(workdir: Path, seconds: float, commit: str, attempt: bool = False) -> None:
   """Adds `seconds` to the cell's wall time (summed over resumes); `attempt`: counts a start
-  (recorded before the run, so that a killed attempt counts too)."""
+  (recorded before the run, so that a killed attempt counts too) and the machine's load
+  average then (wall times measured beside other work read higher)."""
   path = Path(workdir) / CELL_FILE
   old = json.loads(path.read_text()) if path.exists() else {}
   Path(workdir).mkdir(parents=True, exist_ok=True)
+  loads = old.get("load_1m_at_starts", []) + ([round(os.getloadavg()[0], 2)] if attempt else [])
   path.write_text(json.dumps({"wall_s": old.get("wall_s", 0.0) + seconds, "commit": commit,
-                              "attempts": old.get("attempts", 0) + int(attempt)}, indent=1))
+                              "attempts": old.get("attempts", 0) + int(attempt),
+                              "load_1m_at_starts": loads}, indent=1))
 
 
 class Progress:

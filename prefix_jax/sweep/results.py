@@ -30,7 +30,8 @@ def cell_row(cell, root) -> dict:
   return {"cell": cell.name, **dict(cell.values), "status": cell_status(wd),
           "scores": scores, "trainable_params": summary.get("trainable_params"),
           "trainable_share": share, "steps": summary.get("step"),
-          "wall_s": record.get("wall_s"), "commit": record.get("commit")}
+          "wall_s": record.get("wall_s"), "commit": record.get("commit"),
+          "load_1m_at_starts": record.get("load_1m_at_starts")}
 
 
 def mean_std(values: list[float]) -> tuple[float, float, int]:
