@@ -1,5 +1,6 @@
 """House rules checked on the source: imports run one way, every module imports alone, the
-package never imports the benchmarks or experiments, and no function grows past 80 lines."""
+package never imports the benchmarks or experiments, no function grows past 80 lines, and the
+README stays one page."""
 import ast
 import os
 import subprocess
@@ -11,6 +12,7 @@ import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "prefix_jax"
 MAX_FUNCTION_LINES = 80
+README_MAX_LINES = 260  # "a newcomer's page of at most ~250 lines"
 
 
 def _modules() -> dict[str, Path]:
@@ -111,6 +113,11 @@ def test_no_function_longer_than_80_lines():
         if n > MAX_FUNCTION_LINES:
           long.append(f"{path.relative_to(PKG.parent)}:{node.lineno} {node.name} ({n} lines)")
   assert not long, long
+
+
+def test_readme_stays_a_newcomers_page():
+  n = len((PKG.parent / "README.md").read_text().splitlines())
+  assert n <= README_MAX_LINES, f"README.md has {n} lines; history goes to docs/"
 
 
 # One interpreter pre-imports the third-party libraries the package imports at module level, then
