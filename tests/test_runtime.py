@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from prefix_jax import paths, runtime
@@ -14,8 +15,9 @@ from prefix_jax.runtime import cpu_backend_expected, keep_freed_memory, kept_mem
 ROOT = Path(__file__).resolve().parent.parent
 
 # The gradient of a function with [4096, 4096] float32 intermediates (64 MiB each): after 8
-# warm-up calls, prints whether the setting applied and the minor page faults of 8 more calls
-# (8, not 4: the kept heap can grow at any call, seen twice in 4 calls under a loaded suite).
+# warm-up calls, prints whether the setting applied and the minor page faults of each of 12 more
+# calls. The kept heap can still grow at some call (seen up to four times in 8 calls under a
+# loaded suite), so the test compares the median call, not the sum.
 PROGRAM = """
 import sys
 from prefix_jax.runtime import keep_freed_memory
@@ -27,18 +29,21 @@ def faults():
   return int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[7])
 for _ in range(8):
   g(x).block_until_ready()
-before = faults()
-for _ in range(8):
+per_call = []
+for _ in range(12):
+  before = faults()
   g(x).block_until_ready()
-print(applied, faults() - before)
+  per_call.append(faults() - before)
+print(applied, *per_call)
 """
 
 
-def _faults(keep: bool) -> tuple[bool, int]:
+def _faults(keep: bool) -> tuple[bool, float]:
+  """(whether the setting applied, the median call's minor page faults)."""
   out = subprocess.run([sys.executable, "-c", PROGRAM, "1" if keep else "0"], cwd=ROOT,
                        capture_output=True, text=True, timeout=120, check=True)
-  applied, faults = out.stdout.split()
-  return applied == "True", int(faults)
+  applied, *per_call = out.stdout.split()
+  return applied == "True", float(np.median([int(f) for f in per_call]))
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
@@ -47,8 +52,8 @@ def test_keep_freed_memory_stops_page_faults_per_call():
   if not applied:
     pytest.skip("not glibc: keep_freed_memory does nothing here")
   _, default = _faults(False)
-  assert default > 80000, default  # measured ~34,000 fresh 4 KiB pages per call
-  assert kept < default / 3, (kept, default)  # measured 0, or one heap growth (~35,000)
+  assert default > 10000, default  # measured ~34,000 fresh 4 KiB pages per call
+  assert kept < default / 10, (kept, default)  # measured 0 (growths happen at few calls)
 
 
 def test_kept_memory_environment_names_glibcs_variables():

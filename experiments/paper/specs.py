@@ -135,7 +135,8 @@ _TINY_ARGS = ("steps=1,epochs=0,batch=4,n=8,train.log_every=1,train.checkpoint_e
               "prefix.mlp_hidden=8,llama_adapter.layers=2")
 
 _MINI_ARGS = ("steps=200,epochs=0,batch=4,optim.warmup_steps=10,train.log_every=50,"
-              "train.checkpoint_every=50,data.max_source_len=192,data.max_target_len=96,"
+              "train.checkpoint_every=100,train.keep_checkpoints=1,data.max_source_len=192,"
+              "data.max_target_len=96,"
               "data.bucket_size=32,data.loss_pos_multiple=64,data.num_eval_loss_examples=0,"
               "decode.beam_size=1,decode.max_new_tokens=80,decode.num_examples=100,"
               "decode.subset=spread,decode.batch_size=25")
