@@ -39,3 +39,11 @@ clean:
 .PHONY: mutants
 mutants: $(STAMP)
 	$(PY) mutants/run.py
+
+# The paper's tables on real weights at the `mini` scale (README "Reproduction"): each table's
+# missing cells, then the README's verdicts from results/mini. Resumable: stop it at any time.
+MINI_TABLES ?= sst2 figure4 table5 table1 methods figure3 figure5
+.PHONY: mini
+mini: $(STAMP)
+	for t in $(MINI_TABLES); do $(PY) -m experiments.paper $$t --scale mini || exit 1; done
+	$(PY) -m experiments.paper.claims --readme README.md

@@ -1,5 +1,7 @@
 """TFDS builders against the real files in ../shared/data, prepared once into a tmp data dir."""
+import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -120,3 +122,21 @@ def test_no_files_no_network_fails_clearly(name, tmp_path, monkeypatch):
   monkeypatch.setenv("PREFIX_JAX_OFFLINE", "1")
   with pytest.raises(DataUnavailableError, match=r"not found in the manual directory .*empty_shared"):
     datasets.prepare(name, tmp_path / "tfds")
+
+
+def test_a_split_is_read_once_per_process_into_fresh_records(data_dir, monkeypatch):
+  reads = []
+  real = datasets.tfds.data_source
+  monkeypatch.setattr(datasets.tfds, "data_source",
+                      lambda *a, **k: reads.append(a) or real(*a, **k))
+  first = datasets.read_split("webnlg", "test", data_dir)
+  second = datasets.read_split("webnlg", "test", data_dir)
+  assert first == second and first[0] is not second[0]
+  first[0]["id"] = "changed by a caller"
+  assert datasets.read_split("webnlg", "test", data_dir)[0]["id"] != "changed by a caller"
+  assert len(reads) <= 1
+  info = Path(datasets.prepare("webnlg", data_dir).data_dir) / "dataset_info.json"
+  st, before = info.stat(), len(reads)
+  os.utime(info, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # prepared again: read again
+  again = datasets.read_split("webnlg", "test", data_dir)
+  assert again == second and len(reads) == before + 1

@@ -1,6 +1,8 @@
 """The frozen backbone a run uses: pretrained weights, or a tiny random model of an arch."""
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,9 +32,16 @@ def load_backbone(name: str, seed: int = 0, dtype: str = "float32"):
   if name in TINY:
     from prefix_jax.weights import gpt2_tokenizer
     tokenizer = gpt2_tokenizer()
-    cfg = ModelConfig(vocab_size=tokenizer.vocab_size, **TINY[name])
-    model = build_model(cfg)
-    params = model.init(jax.random.PRNGKey(seed), jnp.zeros((1, 2), jnp.int32))["params"]
-    return cfg, jax.tree_util.tree_map(np.asarray, params), tokenizer
+    cfg, params = _tiny(name, seed, tokenizer.vocab_size)
+    return cfg, jax.tree_util.tree_map(np.copy, params), tokenizer
   from prefix_jax.weights import load_pretrained
   return load_pretrained(name, dtype=dtype)
+
+
+@functools.lru_cache(maxsize=16)
+def _tiny(name: str, seed: int, vocab_size: int):
+  """A tiny model's config and random weights, made once per process (callers get copies):
+  the inline sweep launcher and the tests load the same few many times."""
+  cfg = ModelConfig(vocab_size=vocab_size, **TINY[name])
+  params = build_model(cfg).init(jax.random.PRNGKey(seed), jnp.zeros((1, 2), jnp.int32))["params"]
+  return cfg, jax.tree_util.tree_map(np.asarray, params)
