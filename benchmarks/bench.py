@@ -62,7 +62,7 @@ class Sizes:
 FULL = Sizes(gpt2=common.GPT2_SMALL, llama=common.SMOLLM2_135M)
 QUICK = Sizes(gpt2=common.QUICK_GPT2, llama=common.QUICK_LLAMA, batch=2, seq_len=16,
               prefix_len=4, e2e_batch=4, e2e_batches=2, e2e_pack_length=128, matmul_reps=2, decode_batch=2,
-              decode_src=8, decode_new=4, rounds=2, warmup=1, gpu_steps_per_call=2)
+              decode_src=8, decode_new=4, rounds=1, warmup=1, gpu_steps_per_call=2)
 
 
 CPU_WORKERS = [(f"{arch}_{label}", engine) for arch, labels in (
@@ -371,7 +371,7 @@ def targets(results: dict) -> list[dict]:
 def main(argv=None) -> int:
   argv = sys.argv[1:] if argv is None else argv
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true", help="toy sizes, 2 rounds (smoke test)")
+  parser.add_argument("--quick", action="store_true", help="toy sizes, 1 round (smoke test)")
   parser.add_argument("--out", default="bench/results.json")
   parser.add_argument("--rounds", type=int, default=None, help="measured rounds (default 5)")
   parser.add_argument("--gpu", choices=("auto", "on", "off"), default="auto",
