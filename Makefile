@@ -19,9 +19,13 @@ $(STAMP): setup.py
 setup: $(STAMP)
 
 # Whole files per worker (module fixtures computed once), the longest files first
-# (tests/conftest.py: LONGEST_FIRST) rather than xdist's most-tests-first.
+# (tests/conftest.py: LONGEST_FIRST) rather than xdist's most-tests-first. Compiled programs
+# are kept between runs in TEST_COMPILED (JAX's persistent cache, keyed by program, flags and
+# versions; bounded): a second run loads what the first compiled. TEST_COMPILED=0: no cache.
+TEST_COMPILED ?= $(HOME)/.cache/prefix_jax/compiled-tests
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15 tests
+	PREFIX_JAX_COMPILATION_CACHE=$(TEST_COMPILED) \
+	  $(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15 tests
 
 demo: $(STAMP)
 	$(PY) -m experiments.demo --config=configs/demo.py --workdir=$${WORKDIR:-runs/demo}

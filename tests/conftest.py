@@ -18,15 +18,19 @@ if XLA_TEST_FLAGS not in os.environ.get("XLA_FLAGS", ""):
 # One persistent compilation cache for the session (prefix_jax/runtime.py): the xdist workers
 # and every subprocess a test starts inherit it through the environment, so a program compiled
 # once (a tiny model's train step, compiled again by each subprocess run) is loaded thereafter.
-# A temporary folder made by the first process (the xdist controller), removed by it at the end;
-# PREFIX_JAX_COMPILATION_CACHE=DIR keeps one across sessions, =0 turns it off.
+# PREFIX_JAX_COMPILATION_CACHE=DIR keeps one across sessions (`make test` keeps
+# ~/.cache/prefix_jax/compiled-tests, bounded), =0 turns it off; unset, a temporary folder is
+# made by the first process (the xdist controller) and removed by it at the end. Tests whose
+# subject is compilation itself turn the cache off for their own runs.
 _OWNER = "PREFIX_JAX_TEST_CACHE_OWNER"
 if "PREFIX_JAX_COMPILATION_CACHE" not in os.environ:
   os.environ["PREFIX_JAX_COMPILATION_CACHE"] = tempfile.mkdtemp(prefix="prefix_jax_compiled_")
   os.environ[_OWNER] = str(os.getpid())
 if paths.compilation_cache_dir() is not None:
+  _temporary = os.environ.get(_OWNER) is not None
   os.environ.update(runtime.compilation_cache_environment(paths.compilation_cache_dir()))
-  runtime.use_compilation_cache(paths.compilation_cache_dir(), max_bytes=-1)
+  runtime.use_compilation_cache(paths.compilation_cache_dir(),
+                                max_bytes=-1 if _temporary else runtime.CACHE_MAX_BYTES)
 
 
 def pytest_unconfigure(config):
