@@ -68,7 +68,10 @@ def _head(config) -> str:
 
 
 def _or(pattern: str, head: str) -> str:
-  return f"(?:{pattern})|(?:{head})" if head else pattern
+  """Leaves matching either regex ('' matches none)."""
+  if not (pattern and head):
+    return pattern or head
+  return f"(?:{pattern})|(?:{head})"
 
 
 def _finetune_top(config, backbone) -> Method:
@@ -77,7 +80,7 @@ def _finetune_top(config, backbone) -> Method:
   if not isinstance(k, int) or not 0 < k <= depth:
     raise MethodError(f"finetune.top_layers must be in 1..{depth} for this backbone, got {k!r}")
   return Method("finetune_top", settings={"top_layers": k},
-                pattern=_or(_block_regex(tree_lib.top_blocks(backbone, k)), _head(config)))
+                pattern=_block_regex(tree_lib.top_blocks(backbone, k)))
 
 
 def _bitfit(config, cfg, backbone) -> Method:
@@ -86,11 +89,11 @@ def _bitfit(config, cfg, backbone) -> Method:
   if not any(re.search(pattern, k) for k in flat):
     raise MethodError(f"method 'bitfit' trains biases only, and this {cfg.arch} backbone has no "
                       "bias parameters")
-  return Method("bitfit", pattern=_or(pattern, _head(config)))
+  return Method("bitfit", pattern=pattern)
 
 
 def _added(name, config, cfg, backbone) -> Method:
-  head, s = _head(config), _section(config, name)
+  s = _section(config, name)
   if name == "lora":
     rank, alpha = s.get("rank", 8), float(s.get("alpha", 16.0))
     if not isinstance(rank, int) or rank <= 0 or alpha <= 0:
@@ -99,18 +102,18 @@ def _added(name, config, cfg, backbone) -> Method:
     targets = deltas.parse_targets(s.get("targets", "q,v"))
     init = functools.partial(deltas.init_lora, cfg, backbone, rank=rank, targets=targets)
     init(_probe_rng())  # a target the backbone lacks fails here, before any compile
-    return Method("lora", pattern=head, delta_init=init, lora_scale=alpha / rank,
+    return Method("lora", delta_init=init, lora_scale=alpha / rank,
                   settings={"rank": rank, "alpha": alpha, "targets": ",".join(targets)})
   if name == "adapter":
     dim = deltas.adapter_dim(cfg, backbone, int(s.get("dim", 0)), float(s.get("share", 0.0)),
                              count_params(backbone))
-    return Method("adapter", pattern=head, settings={"dim": dim},
+    return Method("adapter", settings={"dim": dim},
                   delta_init=functools.partial(deltas.init_adapters, cfg, backbone, dim=dim))
   length, layers = s.get("length", 10), s.get("layers", 8)
   init = functools.partial(deltas.init_llama_adapter, cfg, backbone, length=length,
                            layers=layers)
   init(_probe_rng())
-  return Method("llama_adapter", pattern=head, delta_init=init,
+  return Method("llama_adapter", delta_init=init,
                 settings={"length": length, "layers": layers})
 
 
@@ -128,15 +131,19 @@ def check_name(name: str) -> str:
 
 
 def build_method(config, cfg, backbone: dict) -> Method:
-  """The `Method` of `config.method` for this backbone; MethodError (one line) if it does not
-  apply."""
+  """The `Method` of `config.method` for this backbone, an encoder task's head training beside
+  it; MethodError (one line) if it does not apply."""
+  method = _method(config, cfg, backbone)
+  return dataclasses.replace(method, pattern=_or(method.pattern, _head(config)))
+
+
+def _method(config, cfg, backbone: dict) -> Method:
   name = check_name(config.method)
   top = _TOP.match(config.method)
   if top:
     config = dict(config, finetune={"top_layers": int(top.group(1))})
   if name in PREFIX_FAMILY:
-    return Method(name, spec=PrefixSpec.from_config(config["prefix"]),
-                  pattern=_head(config))
+    return Method(name, spec=PrefixSpec.from_config(config["prefix"]))
   if name == "finetune":
     return Method("finetune", pattern=".*")
   if name == "finetune_top":
