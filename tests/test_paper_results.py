@@ -78,3 +78,17 @@ def test_committed_tables_equal_a_fresh_render_of_their_rows(rows, tmp_path):
   name = rows.name.removesuffix(".rows.json")
   paper.rerender(name, rows.parent, tmp_path)
   assert_same_files(rows.parent, tmp_path, name)
+
+
+def test_stored_parameters_count_each_exported_tensor_once(tmp_path):
+  from safetensors.numpy import save_file
+  from prefix_jax.train.method_run import stored_parameters
+  assert stored_parameters(tmp_path) is None
+  save_file({"keys": np.zeros((2, 5, 3), np.float32), "values": np.zeros((2, 5, 3), np.float32)},
+            str(tmp_path / "prefix.safetensors"))
+  save_file({"keys": np.zeros((99,), np.float32)}, str(tmp_path / "prefix_init.safetensors"))
+  save_file({"backbone/classifier/kernel": np.zeros((4, 2), np.float32)},
+            str(tmp_path / "method.safetensors"))
+  save_file({"classifier/kernel": np.zeros((4, 2), np.float32)},
+            str(tmp_path / "head.safetensors"))
+  assert stored_parameters(tmp_path) == 30 + 30 + 8  # the head once; the init file not at all

@@ -43,7 +43,7 @@ def _means(results: Path, table: str) -> dict | None:
     return None
   data = collect(SPECS[table], load_rows(results, table), {})
   means = {k: float(np.mean(v)) for k, v in data["values"].items()}
-  return {**means, **{(row, None, "% params"): s for row, s in data["share"].items()}}
+  return {**means, **{(row, x, "% params"): s for (row, x), s in data["share"].items()}}
 
 
 def _get(m: dict, row: str, col: str, x=None) -> float:

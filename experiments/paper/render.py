@@ -15,11 +15,14 @@ NA = "n/a"
 
 def collect(spec: Spec, rows: list[dict], missing: dict) -> dict:
   """(row label, x, column label) -> [ours on the paper's scale, one per seed]; and
-  row label -> trainable share (%) of its first finished cell. `rows`: `rows.raw_rows`."""
+  (row label, x) -> the share (%) of parameters stored per task (the paper's count; the
+  trainable share where a run stored nothing) of its first finished cell.
+  `rows`: `rows.raw_rows`."""
   values, share = {}, {}
   for r in rows:
-    if r["row"] not in share and r.get("trainable_share") is not None:
-      share[r["row"]] = 100 * r["trainable_share"]
+    got = r.get("stored_share") or r.get("trainable_share")
+    if (r["row"], r["x"]) not in share and got is not None:
+      share[(r["row"], r["x"])] = 100 * got
     for col in (c for c in spec.columns if (c.task, c.args) == (r["task"], r["column_args"])):
       if col.metric in r["scores"]:
         values.setdefault((r["row"], r["x"], col.label), []).append(
@@ -40,7 +43,7 @@ def table_rows(spec: Spec, data: dict, xs) -> tuple[list[str], list[list[str]]]:
   body = []
   for row in spec.rows:
     for x in xs:
-      share = data["share"].get(row.label)
+      share = data["share"].get((row.label, x))
       line = [row.label] + ([str(x)] if spec.x_key else [])
       line.append(f"{share:.3f}" if share is not None else NA)
       for col in spec.columns:
@@ -55,7 +58,9 @@ def footnotes(spec: Spec, data: dict) -> list[str]:
   cites = sorted({paper_value(spec.name, r.label, c.label)[1] for r in spec.rows
                   for c in spec.columns if paper_value(spec.name, r.label, c.label)})
   notes += [f"paper: Li & Liang (2021), {c}" for c in cites]
-  notes += ["—: not given by the paper (or not transcribed)"]
+  notes += ["% params: parameters stored per task beside the frozen backbone (a prefix after "
+            "its MLP is folded away), over the backbone's",
+            "—: not given by the paper (or not transcribed)"]
   return notes + ([spec.note] if spec.note else [])
 
 

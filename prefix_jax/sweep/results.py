@@ -11,6 +11,7 @@ import tabulate
 
 from prefix_jax.sweep.grid import SEED_KEYS, cell_status
 from prefix_jax.sweep.record import CELL_FILE
+from prefix_jax.train.method_run import stored_parameters
 
 
 def _read(path: Path) -> dict:
@@ -21,15 +22,20 @@ def _read(path: Path) -> dict:
 
 
 def cell_row(cell, root) -> dict:
-  """config values, status, scores, trainable share, steps, wall time, commit of one cell."""
+  """config values, status, scores, trainable share (training: a prefix's MLP included),
+  stored share (per task: `stored_parameters`), steps, wall time, commit of one cell."""
   wd = cell.workdir(root)
   summary, scores, record = (_read(wd / n) for n in ("summary.json", "scores.json", CELL_FILE))
   share = summary.get("trainable_share")
   if share is None and summary.get("backbone_params"):
     share = summary["trainable_params"] / summary["backbone_params"]
+  stored = stored_parameters(wd)
+  backbone = summary.get("backbone_params")
   return {"cell": cell.name, **dict(cell.values), "status": cell_status(wd),
           "scores": scores, "trainable_params": summary.get("trainable_params"),
-          "trainable_share": share, "steps": summary.get("step"),
+          "trainable_share": share, "stored_params": stored,
+          "stored_share": stored / backbone if stored and backbone else None,
+          "steps": summary.get("step"),
           "wall_s": record.get("wall_s"), "commit": record.get("commit"),
           "load_1m_at_starts": record.get("load_1m_at_starts")}
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import re
 from pathlib import Path
 from typing import Callable
 
 import jax
+import safetensors
 from flax import traverse_util
 
 from prefix_jax.methods import deltas
@@ -23,6 +25,7 @@ from prefix_jax.methods.registry import PREFIX_FAMILY, Method
 from prefix_jax.models.deltas import Delta
 from prefix_jax.prefixes import count_params
 from prefix_jax.prefixes.seq2seq_params import init_prefix_for, materialize_for
+from prefix_jax.train.heads import HEAD_FILE
 from prefix_jax.train.export import (backbone_signature, export_prefix, load_prefix,
                                      read_safetensors, write_safetensors)
 from prefix_jax.train.loss import loss_function
@@ -138,3 +141,19 @@ def lora_merged(config) -> bool:
   if not isinstance(merge, bool):
     raise MethodError(f"lora.merge must be True or False, got {merge!r}")
   return merge
+
+
+def stored_parameters(workdir) -> int | None:
+  """Parameters a finished run stores for its task, beside the frozen backbone: the exported
+  prefix (its MLP folded away), the method's leaves and an encoder's head, each tensor counted
+  once (the head is in both `method.safetensors` and `head.safetensors`); None if it exported
+  nothing. This is the paper's per-task count (prefix-tuning's "0.1%")."""
+  sizes = {}
+  for name in (PREFIX_FILE, METHOD_FILE, HEAD_FILE):
+    path = Path(workdir) / name
+    if path.is_file():
+      with safetensors.safe_open(str(path), "np") as f:
+        for key in f.keys():
+          tensor = key.removeprefix("backbone/") if name != PREFIX_FILE else f"prefix/{key}"
+          sizes[tensor] = math.prod(f.get_slice(key).get_shape())
+  return sum(sizes.values()) if sizes else None
