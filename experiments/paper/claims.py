@@ -68,8 +68,8 @@ def _emb_infix_prefix(m) -> Verdict:
   e, i, p = (_get(m, r, "E2E BLEU") for r in ("EMB-10", "INFIX-10", "PREFIX"))
   others = ", ".join(f"{r} {_get(m, r, 'E2E BLEU'):.1f}"
                      for r in ("EMB-1", "EMB-20", "INFIX-1", "INFIX-20"))
-  return Verdict(e < i < p, f"E2E BLEU at length 10: EMB {e:.1f} < INFIX {i:.1f} < "
-                            f"PREFIX {p:.1f}? (also {others})")
+  return Verdict(e < i < p, f"E2E BLEU at length 10: EMB {e:.1f}, INFIX {i:.1f}, "
+                            f"PREFIX {p:.1f} (also {others})")
 
 
 def _prefix_beats_ft_lowdata(m) -> Verdict:
