@@ -4,7 +4,6 @@ so that the table can be rendered again from them alone (`render.render`)."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from experiments.paper.cells import TableCell
@@ -45,8 +44,7 @@ def save_run(out_dir: Path, name: str, scale: str, command: list[str], rows: lis
          "rendered_at": provenance.git_commit(),
          "machine": provenance.machine(),
          "cells": len(rows), "finished": len(finished),
-         "wall_s_total": round(sum(r["wall_s"] or 0.0 for r in rows), 1),
-         "python": sys.version.split()[0]}
+         "wall_s_total": round(sum(r["wall_s"] or 0.0 for r in rows), 1)}
   path = Path(out_dir) / f"{name}.run.json"
   path.write_text(json.dumps(run, indent=1) + "\n")
   return path

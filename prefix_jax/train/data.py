@@ -282,8 +282,13 @@ def _strata(config, split: str, records) -> list | None:
   """What an evaluation subset keeps in equal shares: WebNLG's seen and unseen categories."""
   if config.task != "webnlg":
     return None
-  unseen = {r["id"]: bool(r["unseen"]) for r in data_lib.read_split("webnlg", split)}
+  unseen = _webnlg_unseen(split)
   return [unseen.get(r.id, False) for r in records]
+
+
+def _webnlg_unseen(split: str) -> dict[str, bool]:
+  """WebNLG record id -> whether its category is unseen in training."""
+  return {r["id"]: bool(r["unseen"]) for r in data_lib.read_split("webnlg", split)}
 
 
 def classification_batches(config, tokenizer, split) -> tuple[list[str], list[dict]]:
@@ -312,6 +317,6 @@ def generation_batches(config, tokenizer, cfg, split):
     refs.extend(eb.references)
   extra = {}
   if config.task == "webnlg":
-    unseen = {r["id"]: bool(r["unseen"]) for r in data_lib.read_split("webnlg", name)}
+    unseen = _webnlg_unseen(name)
     extra["seen"] = [not unseen.get(i, False) for i in enc.ids]
   return [list(r) for r in refs], extra, batches
