@@ -48,3 +48,22 @@ def test_prefix_and_head_learn_while_the_encoder_stays_frozen():
   loss, metrics = loss_fn(state.trainable["prefix"], merge_backbone(
       frozen, state.trainable["backbone"]), batch)
   assert float(metrics["accuracy"]) == 1.0
+
+
+def test_head_file_holds_the_head_only_and_loads_back(tmp_path):
+  """Fine-tuning trains every leaf; its head file still holds the classifier alone (the rest is
+  the method's export), and reading it back puts exactly those leaves in place."""
+  from safetensors.numpy import load_file
+  from prefix_jax.train.heads import export_trained_head, load_head
+  backbone = jax.jit(build_model(CFG).init)(jax.random.PRNGKey(0),
+                                             jnp.zeros((1, 4), jnp.int32))["params"]
+  trained = {k: np.asarray(v) + 1.0 for k, v in
+             traverse_util.flatten_dict(backbone, sep="/").items()}
+  path = export_trained_head(tmp_path, CFG, trained)
+  assert set(load_file(str(path))) == {"classifier/kernel", "classifier/bias"}
+  loaded = traverse_util.flatten_dict(load_head(tmp_path, backbone), sep="/")
+  for name, value in traverse_util.flatten_dict(backbone, sep="/").items():
+    moved = not np.array_equal(np.asarray(loaded[name]), np.asarray(value))
+    assert moved == name.startswith("classifier/"), name
+  decoder = CFG.replace(arch="llama")
+  assert export_trained_head(tmp_path / "d", decoder, trained) is None

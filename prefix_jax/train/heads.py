@@ -40,10 +40,13 @@ def task_backbone(config, cfg, backbone: dict):
 
 
 def export_trained_head(workdir, cfg, trained: dict) -> Path | None:
-  """Exports an encoder run's trained head (`trained`: the trained backbone leaves)."""
-  if model_kind(cfg) != "encoder" or not trained:
+  """Exports an encoder run's trained head (`trained`: the trained backbone leaves, flat
+  `{'classifier/kernel': x, ...}`); other trained leaves (fine-tuning's) belong to the
+  method's own export, not here."""
+  head = {k: v for k, v in trained.items() if k.split("/")[0] in HEAD_PARAMS}
+  if model_kind(cfg) != "encoder" or not head:
     return None
-  return export_head(workdir, trained)
+  return export_head(workdir, head)
 
 
 def head_pattern() -> str:
