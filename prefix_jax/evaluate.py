@@ -19,10 +19,14 @@ from ml_collections import config_flags
 import jax
 import numpy as np
 
-from prefix_jax import cli
+from prefix_jax import cli, metrics
 from prefix_jax.decode import DecodeConfig, generate_dataset
 from prefix_jax.decode.dataset import newline_ids, write_lines_atomic
 from prefix_jax.models import build_model
+from prefix_jax.train import data as train_data
+from prefix_jax.train.backbone import load_backbone
+from prefix_jax.train.heads import load_head, task_backbone
+from prefix_jax.train.loss import model_kind
 from prefix_jax.train.method_run import trained_weights
 
 
@@ -41,8 +45,6 @@ def classify_split(config, workdir, model, backbone, prefix, tokenizer, split, o
   """Label words predicted for `split` by an encoder with its trained head (`head.safetensors`
   of `workdir`) and the method's `delta` (or None), written one per line; returns
   (predictions, references)."""
-  from prefix_jax.train import data as train_data
-  from prefix_jax.train.heads import load_head
   backbone = load_head(workdir, backbone)
   words = train_data.label_words(config)
   gold, batches = train_data.classification_batches(config, tokenizer, split)
@@ -62,7 +64,6 @@ def generate_split(config, model, backbone, prefix, spec, tokenizer, split, out_
   """Decoded predictions of `split` (decoder-only or encoder-decoder) with the method's
   `delta` (or None); an infix sits between each source and its generated target, as in
   training. Returns (predictions, references, extra metric kwargs)."""
-  from prefix_jax.train import data as train_data
   refs, extra, batches = train_data.generation_batches(config, tokenizer, model.cfg, split)
   if spec is None or not spec.num_tasks:  # task ids matter only for a prefix bank
     batches = [{k: v for k, v in b.items() if k != "task"} for b in batches]
@@ -78,11 +79,6 @@ def evaluate_workdir(config, workdir, *, prefix_file=None, split: str | None = N
                      backbone_bundle=None) -> dict:
   """Decodes (or, for an encoder, classifies) `split` (default: config.data.test_split) and
   writes predictions + scores."""
-  from prefix_jax import metrics
-  from prefix_jax.train import data as train_data
-  from prefix_jax.train.backbone import load_backbone
-  from prefix_jax.train.heads import task_backbone
-  from prefix_jax.train.loss import model_kind
   workdir = Path(workdir)
   cfg, backbone, tokenizer = backbone_bundle or load_backbone(config.model, seed=config.seed)
   cfg, backbone = task_backbone(config, cfg, backbone)
