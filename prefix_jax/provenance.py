@@ -9,13 +9,18 @@ from pathlib import Path
 
 
 def git_commit(cwd: Path | None = None) -> str:
-  """The code's commit (with '+dirty' if the tree has changes), or 'unknown'."""
+  """The code's commit (with '+dirty' if tracked files changed), or 'unknown'.
+
+  Changes under the top-level `results/` are not code (a run that writes its tables there
+  must not call its own commit dirty), so they are left out of the check.
+  """
   cwd = cwd or Path(__file__).resolve().parent
   try:
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
                           check=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                           capture_output=True, text=True, check=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                            ":(top)", ":(top,exclude)results/"],
+                           cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
   except (OSError, subprocess.CalledProcessError):
     return "unknown"
   return head + ("+dirty" if dirty else "")
