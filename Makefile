@@ -21,7 +21,8 @@ setup: $(STAMP)
 # Whole files per worker (module fixtures computed once), the longest files first
 # (tests/conftest.py: LONGEST_FIRST) rather than xdist's most-tests-first. Compiled programs
 # are kept between runs in TEST_COMPILED (JAX's persistent cache, keyed by program, flags and
-# versions; bounded): a second run loads what the first compiled. TEST_COMPILED=0: no cache.
+# versions; emptied at the start of a run once over 2 GiB): a second run loads what the first
+# compiled. TEST_COMPILED=0: no cache.
 TEST_COMPILED ?= $(HOME)/.cache/prefix_jax/compiled-tests
 test: $(STAMP)
 	PREFIX_JAX_COMPILATION_CACHE=$(TEST_COMPILED) \

@@ -23,10 +23,13 @@ version, devices: JAX's cache key) loads that executable instead of compiling it
 results do not change. Every program is kept, however short its compile (the tests compile
 hundreds of programs of under a second each). The project's folder is bounded (pruned
 least-recently-used first, under JAX's file lock). `compilation_cache_environment()` gives the
-settings as the environment variables JAX reads at import, for a process and its children (the
-test session: a temporary folder, unbounded because JAX's pruning rescans the whole folder at
-every write; without the lock, a process that reads an entry while another writes it gets a
-warning and compiles the program itself). `CompileCounter` counts compilations and cache hits.
+settings as the environment variables JAX reads at import, for a process and its children.
+All processes sharing a folder must agree on the bound: a bounded one reads every entry's access
+time file while pruning, which unbounded ones never write, and then fails every write. The test
+session runs all its processes unbounded (JAX's pruning rescans the whole folder at every
+write) and bounds a kept folder between sessions with `clear_compilation_cache_over`; without
+the lock, a process that reads an entry while another writes it gets a warning and compiles the
+program itself. `CompileCounter` counts compilations and cache hits.
 The two import JAX when called: this module is imported before JAX, whose import would start
 threads before `keep_freed_memory` runs.
 """
@@ -38,6 +41,7 @@ import importlib.metadata
 import importlib.util
 import os
 import pkgutil
+import shutil
 from pathlib import Path
 
 from prefix_jax import paths
@@ -102,6 +106,18 @@ def compilation_cache_environment(folder: Path) -> dict[str, str]:
   import."""
   settings = (("jax_compilation_cache_dir", folder), *_CACHE_SETTINGS)
   return {name.upper(): str(value) for name, value in settings}
+
+
+def clear_compilation_cache_over(folder: Path, max_bytes: int = CACHE_MAX_BYTES) -> bool:
+  """Empties `folder` when its files hold more than `max_bytes`; whether it did. The bound, kept
+  between sessions, of a cache whose processes run unbounded."""
+  folder = Path(folder)
+  files = [f for f in folder.rglob("*") if f.is_file()] if folder.is_dir() else []
+  if sum(f.stat().st_size for f in files) <= max_bytes:
+    return False
+  shutil.rmtree(folder, ignore_errors=True)
+  folder.mkdir(parents=True, exist_ok=True)
+  return True
 
 
 def use_compilation_cache(folder: Path | None = None,

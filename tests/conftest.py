@@ -19,18 +19,20 @@ if XLA_TEST_FLAGS not in os.environ.get("XLA_FLAGS", ""):
 # and every subprocess a test starts inherit it through the environment, so a program compiled
 # once (a tiny model's train step, compiled again by each subprocess run) is loaded thereafter.
 # PREFIX_JAX_COMPILATION_CACHE=DIR keeps one across sessions (`make test` keeps
-# ~/.cache/prefix_jax/compiled-tests, bounded), =0 turns it off; unset, a temporary folder is
-# made by the first process (the xdist controller) and removed by it at the end. Tests whose
-# subject is compilation itself turn the cache off for their own runs.
+# ~/.cache/prefix_jax/compiled-tests), =0 turns it off; unset, a temporary folder is made by the
+# first process (the xdist controller) and removed by it at the end. Every process of the session
+# runs the cache unbounded, in-process and children alike (runtime's docstring: mixed bounds
+# break writes); a kept folder is emptied at the start of a session once it holds more than
+# runtime.CACHE_MAX_BYTES. Tests whose subject is compilation turn the cache off for their runs.
 _OWNER = "PREFIX_JAX_TEST_CACHE_OWNER"
 if "PREFIX_JAX_COMPILATION_CACHE" not in os.environ:
   os.environ["PREFIX_JAX_COMPILATION_CACHE"] = tempfile.mkdtemp(prefix="prefix_jax_compiled_")
   os.environ[_OWNER] = str(os.getpid())
 if paths.compilation_cache_dir() is not None:
-  _temporary = os.environ.get(_OWNER) is not None
+  if _OWNER not in os.environ and "PYTEST_XDIST_WORKER" not in os.environ:
+    runtime.clear_compilation_cache_over(paths.compilation_cache_dir())
   os.environ.update(runtime.compilation_cache_environment(paths.compilation_cache_dir()))
-  runtime.use_compilation_cache(paths.compilation_cache_dir(),
-                                max_bytes=-1 if _temporary else runtime.CACHE_MAX_BYTES)
+  runtime.use_compilation_cache(paths.compilation_cache_dir(), max_bytes=-1)
 
 
 def pytest_unconfigure(config):

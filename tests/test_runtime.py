@@ -121,3 +121,41 @@ def test_compilation_cache_setting(monkeypatch, tmp_path):
   monkeypatch.setenv("PREFIX_JAX_COMPILATION_CACHE", "0")
   assert paths.compilation_cache_dir() is None
   assert runtime.use_compilation_cache() is None
+
+
+# The test session's cache settings, as conftest applies them in a process, against what that
+# process's children read from the environment.
+SESSION_SETTINGS = """
+import os, sys
+sys.path.insert(0, "tests")
+import conftest, jax
+print(jax.config.jax_compilation_cache_max_size,
+      os.environ.get("JAX_COMPILATION_CACHE_MAX_SIZE", "-1"))
+"""
+
+
+@pytest.mark.parametrize("kept", [True, False], ids=["kept_folder", "temporary_folder"])
+def test_test_session_and_its_children_agree_on_the_cache_bound(kept, tmp_path):
+  """A bounded process fails every write to a folder that unbounded ones write (JAX reads the
+  access-time files only bounded processes make), so the session and its children agree."""
+  env = {k: v for k, v in os.environ.items()
+         if not k.startswith(("JAX_", "PREFIX_JAX_TEST_CACHE", "PYTEST_XDIST"))}
+  env["PREFIX_JAX_COMPILATION_CACHE"] = str(tmp_path / "compiled")
+  if not kept:
+    env["PREFIX_JAX_TEST_CACHE_OWNER"] = "1"
+  out = subprocess.run([sys.executable, "-c", SESSION_SETTINGS], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=120, check=True)
+  in_process, children = out.stdout.split()
+  assert int(in_process) == int(children) == -1
+
+
+def test_a_kept_cache_is_emptied_once_over_its_bound(tmp_path):
+  folder = tmp_path / "compiled"
+  folder.mkdir()
+  (folder / "jit_f-1-cache").write_bytes(b"x" * 600)
+  (folder / "jit_g-2-cache").write_bytes(b"y" * 300)
+  assert not runtime.clear_compilation_cache_over(folder, max_bytes=900)
+  assert len(list(folder.iterdir())) == 2
+  assert runtime.clear_compilation_cache_over(folder, max_bytes=899)
+  assert folder.is_dir() and not list(folder.iterdir())
+  assert not runtime.clear_compilation_cache_over(tmp_path / "absent", max_bytes=0)
