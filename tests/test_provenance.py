@@ -20,6 +20,7 @@ def repo(tmp_path):
   (tmp_path / "pkg" / "code.py").write_text("x = 1\n")
   (tmp_path / "results").mkdir()
   (tmp_path / "results" / "table.md").write_text("| a |\n")
+  (tmp_path / "README.md").write_text("readme\n")
   _git(tmp_path, "add", ".")
   _git(tmp_path, "commit", "-qm", "first")
   return tmp_path
@@ -37,10 +38,6 @@ def test_changed_results_leave_the_commit_clean(repo):
 
 @pytest.mark.parametrize("where", ["pkg/code.py", "README.md"])
 def test_changed_code_anywhere_in_the_tree_is_dirty(repo, where):
-  if where == "README.md":
-    (repo / where).write_text("readme\n")
-    _git(repo, "add", where)
-    _git(repo, "commit", "-qm", "readme")
   (repo / where).write_text("changed\n")
   assert git_commit(repo / "pkg") == _git(repo, "rev-parse", "HEAD") + "+dirty"
 
