@@ -73,9 +73,13 @@ def test_three_lengths_equal_three_solo_runs():
     solo = _solo(model, backbone, spec, opts[k], params[k], data[k])
     moved = jax.tree_util.tree_map(lambda a, b: np.abs(a - b).max(), solo, params[k])
     assert max(jax.tree_util.tree_leaves(moved)) > 1e-4  # the members did train
+    # AdamW divides by sqrt(v): where a gradient is near zero, rounding differences between
+    # the one program and the solo one move an element by a small part of the learning rate
+    # (1.4e-5 seen on one 2-core EPYC, under 1e-5 on another); summing tokens over all members
+    # instead of per member (the mutant) moves them by 1e-3.
     for a, b in zip(jax.tree_util.tree_leaves(state.trainable[k]),
                     jax.tree_util.tree_leaves(solo)):
-      np.testing.assert_allclose(a, b, atol=1e-5, rtol=0, err_msg=f"member {k}")
+      np.testing.assert_allclose(a, b, atol=1e-4, rtol=0, err_msg=f"member {k}")
 
 
 def _tiny(task, **kw):
