@@ -43,5 +43,7 @@ def _tiny(name: str, seed: int, vocab_size: int):
   """A tiny model's config and random weights, made once per process (callers get copies):
   the inline sweep launcher and the tests load the same few many times."""
   cfg = ModelConfig(vocab_size=vocab_size, **TINY[name])
-  params = build_model(cfg).init(jax.random.PRNGKey(seed), jnp.zeros((1, 2), jnp.int32))["params"]
+  # One compiled program: an eager init dispatches and compiles every op on its own.
+  init = jax.jit(build_model(cfg).init)
+  params = init(jax.random.PRNGKey(seed), jnp.zeros((1, 2), jnp.int32))["params"]
   return cfg, jax.tree_util.tree_map(np.asarray, params)
