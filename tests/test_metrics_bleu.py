@@ -3,8 +3,7 @@ import math
 
 import pytest
 
-from prefix_jax import metrics
-from prefix_jax.metrics import bleu, ter
+from prefix_jax.metrics import bleu, e2e, ter
 
 # From mjpost/sacrebleu, test/test_bleu.py (`_refs`, `_hyps`, `test_corpus_bleu_cases`). sacrebleu
 # takes reference *streams*; our API takes one reference list per input, hence the transpose.
@@ -40,7 +39,7 @@ def test_bleu_case_sensitivity_follows_the_suite():
   preds, refs = ["The Eagle is a pub near Burger King"], [["the eagle is a pub near burger king"]]
   assert bleu.corpus_bleu(preds, refs) < 50
   assert bleu.corpus_bleu(preds, refs, lowercase=True) == pytest.approx(100.0)
-  assert metrics.e2e.mteval_scores(preds, refs)["bleu"] == pytest.approx(100.0)
+  assert e2e.mteval_scores(preds, refs)["bleu"] == pytest.approx(100.0)
 
 
 # From mjpost/sacrebleu, test/test_ter.py (`test_cases`; expected values are fractions there too).

@@ -17,18 +17,21 @@ Bad input (no predictions, counts that differ, an input without references) rais
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import importlib
+from collections.abc import Sequence
 
-from prefix_jax.metrics import classification, dart, e2e, rouge, webnlg
 from prefix_jax.metrics.results import Scores, read_predictions, read_references, write_scores
 
-SUITES: dict[str, Callable[..., Scores]] = {
-    "e2e": e2e.score,
-    "webnlg": webnlg.score,
-    "dart": dart.score,
-    "xsum": rouge.score,
-    "classification": classification.score,
-    "sst2": classification.score,
+# task -> the module of its suite (its `score`). A suite is imported when first used: nltk (NIST,
+# ROUGE's stemmer) and scipy take about a second to import, which a process that only trains
+# (the trainer, a sweep's cells before they evaluate) need not pay.
+SUITES: dict[str, str] = {
+    "e2e": "e2e",
+    "webnlg": "webnlg",
+    "dart": "dart",
+    "xsum": "rouge",
+    "classification": "classification",
+    "sst2": "classification",
 }
 
 
@@ -37,7 +40,8 @@ def score(task: str, predictions: Sequence[str], references: Sequence[Sequence[s
   """Scores `predictions` against `references` with `task`'s metrics (see the module doc)."""
   if task not in SUITES:
     raise ValueError(f"unknown task {task!r}: one of {', '.join(SUITES)}")
-  return SUITES[task](predictions, references, **extra)
+  suite = importlib.import_module(f"{__name__}.{SUITES[task]}")
+  return suite.score(predictions, references, **extra)
 
 
 __all__ = ["SUITES", "Scores", "read_predictions", "read_references", "score", "write_scores"]
