@@ -2,6 +2,8 @@
 devices): each run is a subprocess with its own device count, compared with a run on fewer."""
 import socket
 
+import pytest
+
 import probe
 from prefix_jax.train.loop import train_and_evaluate
 from run_tiny import tiny_config
@@ -9,18 +11,28 @@ from trainer_runs import E2E, prefix_arrays, run_subprocess
 from trees import assert_trees_close, max_abs_diff
 
 
-def test_eight_devices_equal_one_device(tmp_path, shared_dir):
+def _batch_of_8(wd, devices: int, *args):
+  """A 3-step run with batches of 8 rows over `devices` devices: (its output, its prefix)."""
+  env = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+  proc = run_subprocess(wd, "train.num_steps=3", "train.batch_size=8", *args, env=env)
+  out = proc.communicate(timeout=300)[0].decode()
+  assert proc.returncode == 0, out
+  return out, prefix_arrays(wd)
+
+
+@pytest.fixture(scope="module")
+def eight_devices(tmp_path_factory, shared_dir):
+  """The replicated 8-device run, which both the 1-device and the FSDP runs must equal."""
+  return _batch_of_8(tmp_path_factory.mktemp("dev8"), 8)
+
+
+def test_eight_devices_equal_one_device(eight_devices, tmp_path):
   results = {}
   for n in (8, 1):  # the 8-device run first: a mutant that breaks it fails sooner
-    wd = tmp_path / f"dev{n}"
-    env = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"}
-    proc = run_subprocess(wd, "train.num_steps=3", "train.batch_size=8", env=env)
-    out = proc.communicate(timeout=300)[0].decode()
-    assert proc.returncode == 0, out
+    out, results[n] = eight_devices if n == 8 else _batch_of_8(tmp_path / f"dev{n}", n)
     # Inside the run: each step's batch of 8 rows was split over n devices.
     seen = probe.parse(out)
     assert (seen["batch_devices"], seen["rows_per_device"], seen["steps"]) == (n, 8 // n, 3), out
-    results[n] = prefix_arrays(wd)
   assert_trees_close(results[1], results[8], atol=1e-5)
 
 
@@ -72,18 +84,14 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path, shared_dir):
   assert_trees_close(prefix_arrays(one), prefix_arrays(two), atol=1e-5)
 
 
-def test_fsdp_sharded_backbone_equals_replicated(tmp_path, shared_dir):
+def test_fsdp_sharded_backbone_equals_replicated(eight_devices, tmp_path):
   """train.fsdp splits each large frozen weight over the 8 devices: same prefix as replicated."""
   results = {}
   for fsdp in ("true", "false"):
-    wd = tmp_path / f"fsdp_{fsdp}"
-    proc = run_subprocess(wd, "train.num_steps=2", "train.batch_size=8", f"train.fsdp={fsdp}",
-                          env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
-    out = proc.communicate(timeout=300)[0].decode()
-    assert proc.returncode == 0, out
+    out, results[fsdp] = (_batch_of_8(tmp_path / "fsdp", 8, "train.fsdp=true")
+                          if fsdp == "true" else eight_devices)
     # Inside the run: the largest frozen weight is split 8 ways under fsdp, else replicated.
     assert probe.parse(out)["largest_weight_split"] == (8 if fsdp == "true" else 1), out
-    results[fsdp] = prefix_arrays(wd)
   assert_trees_close(results["false"], results["true"], atol=1e-5)
 
 
