@@ -26,14 +26,19 @@ def eight_devices(tmp_path_factory, shared_dir):
   return _batch_of_8(tmp_path_factory.mktemp("dev8"), 8)
 
 
+def _assert_rows_split(out, devices: int):
+  """Inside the run: each step's batch of 8 rows was split over `devices` devices."""
+  seen = probe.parse(out)
+  assert (seen["batch_devices"], seen["rows_per_device"], seen["steps"]) == (
+      devices, 8 // devices, 3), out
+
+
 def test_eight_devices_equal_one_device(eight_devices, tmp_path):
-  results = {}
-  for n in (8, 1):  # the 8-device run first: a mutant that breaks it fails sooner
-    out, results[n] = eight_devices if n == 8 else _batch_of_8(tmp_path / f"dev{n}", n)
-    # Inside the run: each step's batch of 8 rows was split over n devices.
-    seen = probe.parse(out)
-    assert (seen["batch_devices"], seen["rows_per_device"], seen["steps"]) == (n, 8 // n, 3), out
-  assert_trees_close(results[1], results[8], atol=1e-5)
+  out8, prefix8 = eight_devices
+  _assert_rows_split(out8, 8)  # before the 1-device run: a mutant that breaks it fails sooner
+  out1, prefix1 = _batch_of_8(tmp_path / "dev1", 1)
+  _assert_rows_split(out1, 1)
+  assert_trees_close(prefix1, prefix8, atol=1e-5)
 
 
 def test_packed_rows_train_the_same_prefix_as_padded_rows(tmp_path, shared_dir):
@@ -86,13 +91,12 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path, shared_dir):
 
 def test_fsdp_sharded_backbone_equals_replicated(eight_devices, tmp_path):
   """train.fsdp splits each large frozen weight over the 8 devices: same prefix as replicated."""
-  results = {}
-  for fsdp in ("true", "false"):
-    out, results[fsdp] = (_batch_of_8(tmp_path / "fsdp", 8, "train.fsdp=true")
-                          if fsdp == "true" else eight_devices)
-    # Inside the run: the largest frozen weight is split 8 ways under fsdp, else replicated.
-    assert probe.parse(out)["largest_weight_split"] == (8 if fsdp == "true" else 1), out
-  assert_trees_close(results["false"], results["true"], atol=1e-5)
+  replicated_out, replicated = eight_devices
+  sharded_out, sharded = _batch_of_8(tmp_path / "fsdp", 8, "train.fsdp=true")
+  # Inside the runs: the largest frozen weight is split 8 ways under fsdp, else replicated.
+  assert probe.parse(sharded_out)["largest_weight_split"] == 8, sharded_out
+  assert probe.parse(replicated_out)["largest_weight_split"] == 1, replicated_out
+  assert_trees_close(replicated, sharded, atol=1e-5)
 
 
 def test_batch_not_divisible_by_devices_exits_nonzero_with_one_line(tmp_path):
