@@ -7,11 +7,13 @@ import pytest
 
 from prefix_jax import paths, runtime
 
-# The tests compile hundreds of small programs and run each a few times: LLVM's optimization
-# passes cost more than they save there (test_prefix_semantics: 103 -> 64 s). It changes code
-# generation, not arithmetic (XLA's CPU backend keeps IEEE semantics at every level). Set before
-# any test initializes JAX; subprocesses inherit it (`with_xla_flags` keeps it).
-XLA_TEST_FLAGS = "--xla_backend_optimization_level=0"
+# The tests compile hundreds of small programs and run each a few times, so they ask XLA for
+# the cheapest code generation: no LLVM optimization passes, and the CPU backend's elemental
+# emitters for fused loops instead of its MLIR fusion emitters (docs/benchmarks.md, "Compile
+# flags of the tests"). Both change how code is generated, not the arithmetic (XLA's CPU backend
+# keeps IEEE semantics either way). Set before any test initializes JAX; subprocesses inherit
+# them (`with_xla_flags` keeps them).
+XLA_TEST_FLAGS = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
 if XLA_TEST_FLAGS not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {XLA_TEST_FLAGS}".strip()
 
