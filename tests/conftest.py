@@ -17,6 +17,12 @@ XLA_TEST_FLAGS = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitte
 if XLA_TEST_FLAGS not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {XLA_TEST_FLAGS}".strip()
 
+# Python subprocesses started by a test import no torch (tests/subprocess_site/sitecustomize.py).
+SUBPROCESS_SITE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "subprocess_site")
+if SUBPROCESS_SITE not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+  os.environ["PYTHONPATH"] = os.pathsep.join(
+      x for x in (SUBPROCESS_SITE, os.environ.get("PYTHONPATH")) if x)
+
 # One persistent compilation cache for the session (prefix_jax/runtime.py): the xdist workers
 # and every subprocess a test starts inherit it through the environment, so a program compiled
 # once (a tiny model's train step, compiled again by each subprocess run) is loaded thereafter.
