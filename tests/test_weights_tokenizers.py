@@ -60,6 +60,22 @@ def test_tokenizer_file_errors(tmp_path):
   assert str(bad) in str(e.value) and "\n" not in str(e.value)
 
 
+def test_a_file_read_again_is_parsed_once_until_it_changes(tmp_path, shared_dir):
+  path = tmp_path / "tokenizer.json"
+  original = (shared_dir / "models" / "gpt2-tokenizer" / "tokenizer.json").read_text()
+  path.write_text(original)
+  first = Tokenizer.from_file(path)
+  assert Tokenizer.from_file(path) is first
+  assert Tokenizer.from_file(path, pad_id=0) is not first  # other special ids: another entry
+  vocab = json.loads(original)
+  vocab["added_tokens"][0]["content"] = "<|end|>"  # same vocabulary, EOS under another name
+  vocab["model"]["vocab"]["<|end|>"] = vocab["model"]["vocab"].pop("<|endoftext|>")
+  path.write_text(json.dumps(vocab))
+  changed = Tokenizer.from_file(path)
+  assert changed is not first and changed.token_to_id("<|end|>") == 50256
+  assert changed.token_to_id("<|endoftext|>") is None
+
+
 def _tiny_spm(add_bos=True):
   from prefix_jax.weights.spm import sentencepiece_tokenizer
   pieces = [b"<unk>", b"<s>", b"</s>", b" ", b"a", b"b", b" a", b"ab", b" ab"]

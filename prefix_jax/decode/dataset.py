@@ -1,6 +1,7 @@
 """Batched generation over a dataset, predictions written one line per example."""
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -39,6 +40,7 @@ def write_lines_atomic(path, lines: list[str]) -> None:
       tmp.unlink()
 
 
+@functools.lru_cache(maxsize=8)  # one entry per tokenizer in use: it decodes the vocabulary
 def newline_ids(tokenizer, vocab_size: int) -> tuple[int, ...]:
   """Ids whose text holds a line break: the paper's `banned_ids` for one-line outputs."""
   return tuple(i for i in range(vocab_size) if {"\n", "\r"} & set(tokenizer.decode([i])))

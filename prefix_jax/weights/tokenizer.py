@@ -43,10 +43,24 @@ class Tokenizer:
   def from_file(cls, path, bos_id: int | None = None, eos_id: int | None = None,
                 pad_id: int | None = None) -> "Tokenizer":
     """Reads a `tokenizer.json`. Special ids not given are taken from a
-    `special_tokens_map.json` beside it, else from well-known special token names."""
+    `special_tokens_map.json` beside it, else from well-known special token names.
+
+    A file read before in this process, unchanged since, gives the same `Tokenizer` again:
+    a process that runs many short runs (an inline sweep, the paper's tables) parses it once.
+    """
     path = Path(path)
     if not path.is_file():
       raise MissingFileError(f"{path}: tokenizer file not found")
+    key = (str(path.resolve()), _stamp(path), _stamp(path.parent / "special_tokens_map.json"),
+           bos_id, eos_id, pad_id)
+    if key not in _FROM_FILE:
+      _FROM_FILE[key] = cls._read(path, bos_id, eos_id, pad_id)
+      while len(_FROM_FILE) > _FROM_FILE_KEPT:
+        _FROM_FILE.pop(next(iter(_FROM_FILE)))
+    return _FROM_FILE[key]
+
+  @classmethod
+  def _read(cls, path: Path, bos_id, eos_id, pad_id) -> "Tokenizer":
     try:
       hf_tok = tokenizers.Tokenizer.from_file(str(path))
     except Exception as e:  # tokenizers raises a bare Exception on malformed JSON
@@ -131,6 +145,20 @@ class MissingTokenizer(Tokenizer):
 
   def __bool__(self) -> bool:  # `if tokenizer:` reads as "no tokenizer"
     return False
+
+
+# Tokenizers read by `Tokenizer.from_file`, oldest first (a few: one per model in use).
+_FROM_FILE: dict[tuple, "Tokenizer"] = {}
+_FROM_FILE_KEPT = 8
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+  """(modification time, size) of a file, None where there is none: a changed file reads anew."""
+  try:
+    st = path.stat()
+  except FileNotFoundError:
+    return None
+  return st.st_mtime_ns, st.st_size
 
 
 def _special_ids(hf_tok, map_file: Path) -> dict[str, int | None]:
