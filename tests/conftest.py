@@ -85,11 +85,12 @@ def cache(tmp_path, monkeypatch):
 # test session runs them first (`make test`: `--dist loadfile --no-loadscope-reorder`), so that
 # while one xdist worker runs a long file the other works through the many short ones, instead
 # of one worker finishing its last long file alone. The order changes no result.
-LONGEST_FIRST = ("test_paper.py", "test_trainer_devices.py", "test_trainer.py",
-                 "test_reliability_faults.py", "test_methods_export.py",
-                 "test_tasks_every_config.py", "test_remat.py", "test_prefix_semantics.py",
-                 "test_bench_smoke.py", "test_train_invariants.py", "test_multi.py",
-                 "test_sweep_resume.py", "test_tasks_sst2_minilm.py", "test_sweep.py")
+LONGEST_FIRST = ("test_paper.py", "test_sweep_resume.py", "test_trainer_devices.py",
+                 "test_reliability_faults.py", "test_trainer.py", "test_bench_smoke.py",
+                 "test_tasks_sst2_minilm.py", "test_weights_gguf.py", "test_methods_export.py",
+                 "test_prefix_semantics.py", "test_remat.py", "test_tasks_every_config.py",
+                 "test_decode_search.py", "test_runtime.py", "test_methods_decode.py",
+                 "test_sweep.py", "test_train_invariants.py", "test_multi.py")
 
 
 def pytest_collection_modifyitems(config, items):
