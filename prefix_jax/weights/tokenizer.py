@@ -15,6 +15,7 @@ optionally `encode_batch(texts)`); the `Tokenizer` adds BOS/EOS on request:
 """
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -51,16 +52,15 @@ class Tokenizer:
     path = Path(path)
     if not path.is_file():
       raise MissingFileError(f"{path}: tokenizer file not found")
-    key = (str(path.resolve()), _stamp(path), _stamp(path.parent / "special_tokens_map.json"),
-           bos_id, eos_id, pad_id)
-    if key not in _FROM_FILE:
-      _FROM_FILE[key] = cls._read(path, bos_id, eos_id, pad_id)
-      while len(_FROM_FILE) > _FROM_FILE_KEPT:
-        _FROM_FILE.pop(next(iter(_FROM_FILE)))
-    return _FROM_FILE[key]
+    file_key = (path.resolve(), _stamp(path), _stamp(path.parent / "special_tokens_map.json"))
+    return cls._read(path, file_key, bos_id, eos_id, pad_id)
 
   @classmethod
-  def _read(cls, path: Path, bos_id, eos_id, pad_id) -> "Tokenizer":
+  @functools.lru_cache(maxsize=8)  # a few: one per model in use
+  def _read(cls, path: Path, file_key: tuple, bos_id, eos_id, pad_id) -> "Tokenizer":
+    """`path` as given (it names the file in errors); `file_key` (resolved path, stamps of
+    the file and its special-token map) makes a changed or another file a new entry."""
+    del file_key
     try:
       hf_tok = tokenizers.Tokenizer.from_file(str(path))
     except Exception as e:  # tokenizers raises a bare Exception on malformed JSON
@@ -145,11 +145,6 @@ class MissingTokenizer(Tokenizer):
 
   def __bool__(self) -> bool:  # `if tokenizer:` reads as "no tokenizer"
     return False
-
-
-# Tokenizers read by `Tokenizer.from_file`, oldest first (a few: one per model in use).
-_FROM_FILE: dict[tuple, "Tokenizer"] = {}
-_FROM_FILE_KEPT = 8
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:
