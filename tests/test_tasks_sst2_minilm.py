@@ -7,9 +7,10 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import ml_collections
+
 from prefix_jax.data import read_split
 from prefix_jax.evaluate import evaluate_workdir
-from run_tiny import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 ARGS = "model=minilm-l6,n=512,steps=64,batch=16,lr=0.05"
@@ -31,11 +32,10 @@ def test_minilm_prefix_and_head_beat_the_majority_class(tmp_path, shared_dir):
   summary = json.loads((wd / "summary.json").read_text())
   assert summary["status"] == "completed" and summary["step"] == 64, summary
   assert summary["trainable_params"] < summary["backbone_params"] / 100
-  config = load_config("configs/sst2_cls.py", ARGS)
-  for key, value in OVERRIDES.items():
-    section, name = key.split(".")
-    config[section][name] = value
-  scores = evaluate_workdir(config, wd)  # in this process: the saved run scores the same
+  # In this process, with the config the run saved (as `python -m prefix_jax.evaluate` reads
+  # it): the saved run scores the same.
+  config = ml_collections.ConfigDict(json.loads((wd / "config.json").read_text()))
+  scores = evaluate_workdir(config, wd)
   assert json.loads((wd / "scores.json").read_text()) == scores
   assert len((wd / "predictions.txt").read_text().splitlines()) == 200
   labels = [r["label"] for r in read_split("sst2", "validation")[:200]]
