@@ -1,5 +1,7 @@
 """TFDS builders against the real files in ../shared/data, prepared once into a tmp data dir."""
+import collections
 import os
+import pickle
 import time
 from pathlib import Path
 
@@ -140,3 +142,33 @@ def test_a_split_is_read_once_per_process_into_fresh_records(data_dir, monkeypat
   os.utime(info, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # prepared again: read again
   again = datasets.read_split("webnlg", "test", data_dir)
   assert again == second and len(reads) == before + 1
+
+
+def test_another_process_reads_the_decoded_split_and_a_bad_file_is_decoded_again(
+    data_dir, monkeypatch):
+  """The first read writes `<split>.decoded.pickle` beside the shards; a process with an empty
+  memory cache reads it instead of decoding the shards. A torn file or one stamped for another
+  preparation is not trusted: the split is decoded again and the file replaced."""
+  reads = []
+  real = datasets.tfds.data_source
+  monkeypatch.setattr(datasets.tfds, "data_source",
+                      lambda *a, **k: reads.append(a) or real(*a, **k))
+  monkeypatch.setattr(datasets, "_READ_CACHE", collections.OrderedDict())
+  first = datasets.read_split("e2e", "test", data_dir)
+  folder = Path(datasets.prepare("e2e", data_dir).data_dir)
+  decoded = folder / "test.decoded.pickle"
+  assert decoded.exists() and not list(folder.glob("*.tmp"))
+
+  def fresh_process_reads():
+    monkeypatch.setattr(datasets, "_READ_CACHE", collections.OrderedDict())
+    before = len(reads)
+    assert datasets.read_split("e2e", "test", data_dir) == first
+    return len(reads) - before
+
+  assert fresh_process_reads() == 0
+  decoded.write_bytes(decoded.read_bytes()[:100])  # torn
+  assert fresh_process_reads() == 1
+  assert fresh_process_reads() == 0  # rewritten whole
+  stamp, blob = pickle.loads(decoded.read_bytes())
+  decoded.write_bytes(pickle.dumps(((stamp[0], stamp[1] - 1, stamp[2]), blob)))  # stale
+  assert fresh_process_reads() == 1

@@ -10,6 +10,7 @@ import collections
 import contextlib
 import io
 import logging
+import os
 import pickle
 from pathlib import Path
 
@@ -32,6 +33,7 @@ _BUILDER_KWARGS = {"file_format": "array_record"}
 
 tfds.disable_progress_bar()
 logging.getLogger("absl").setLevel(logging.WARNING)
+log = logging.getLogger(__name__)
 
 
 # Datasets whose split schemes are TFDS configs (`data.split_scheme`; 'standard' is the first).
@@ -116,30 +118,69 @@ def read_split(name: str, split: str, data_dir=None, scheme: str = "standard") -
     why = builder.info.metadata.get("unavailable_splits", {}).get(split)
     raise SplitUnavailableError(
         why or f"{name} has no split {split!r}; available: {sorted(builder.info.splits)}")
-  info = Path(builder.data_dir) / "dataset_info.json"
-  key = (_tfds_name(name, scheme), split, str(builder.data_dir),
-         info.stat().st_mtime_ns if info.exists() else 0)
-  if key in _READ_CACHE:
-    _READ_CACHE.move_to_end(key)
-    return pickle.loads(_READ_CACHE[key])
-  source = tfds.data_source(_tfds_name(name, scheme), split=split, data_dir=_data_dir(data_dir),
-                            download=False, builder_kwargs=_BUILDER_KWARGS)
-  records = [_unstack(_to_python(r)) for r in source.__getitems__(range(len(source)))]
-  _remember(key, pickle.dumps(records, pickle.HIGHEST_PROTOCOL))
-  return records
+  folder = Path(builder.data_dir)
+  key = (_tfds_name(name, scheme), split, str(folder), _stamp(folder))
+  blob = _READ_CACHE.get(key) or _load_decoded(folder, split, key[-1])
+  if blob is None:
+    source = tfds.data_source(_tfds_name(name, scheme), split=split,
+                              data_dir=_data_dir(data_dir), download=False,
+                              builder_kwargs=_BUILDER_KWARGS)
+    records = [_unstack(_to_python(r)) for r in source.__getitems__(range(len(source)))]
+    blob = pickle.dumps(records, pickle.HIGHEST_PROTOCOL)
+    _save_decoded(folder, split, key[-1], blob)
+  _remember(key, blob)
+  return pickle.loads(blob)  # fresh objects for each caller
 
 
-# Splits read in this process, pickled (each read gives the caller fresh objects): a process that
-# runs many short runs (the inline sweep launcher) reads each split once, not once per run.
-# Keyed by the prepared dataset's dataset_info.json time, so a dataset prepared again is read
-# again. Bounded in bytes, least recently used first out.
+# Splits read in this process, pickled: a process that runs many short runs (the inline sweep
+# launcher) reads each split once, not once per run. Bounded in bytes, least recently used out.
 _READ_CACHE: collections.OrderedDict[tuple, bytes] = collections.OrderedDict()
 READ_CACHE_BYTES = 256 * 2**20
+
+# Decoding a split record by record through its TFDS features costs seconds for every process
+# that reads it (each training run), so the first reader also writes the decoded records beside
+# the prepared shards (`<split>.decoded.pickle`), stamped with the prepared dataset's
+# dataset_info.json and this format's version: a dataset prepared again is decoded again, and
+# an unreadable or stale file counts as absent and is replaced.
+_DECODED_FORMAT = 1
+
+
+def _stamp(folder: Path) -> tuple[int, int, int]:
+  info = folder / "dataset_info.json"
+  st = info.stat() if info.exists() else None
+  return (_DECODED_FORMAT, st.st_mtime_ns if st else 0, st.st_size if st else 0)
+
+
+def _decoded_file(folder: Path, split: str) -> Path:
+  return folder / f"{split}.decoded.pickle"
+
+
+def _load_decoded(folder: Path, split: str, stamp: tuple) -> bytes | None:
+  try:
+    saved_stamp, blob = pickle.loads(_decoded_file(folder, split).read_bytes())
+  except FileNotFoundError:
+    return None
+  except Exception as e:  # a torn or foreign file: decode the split again
+    log.debug("ignoring %s: %s", _decoded_file(folder, split), e)
+    return None
+  return blob if saved_stamp == stamp else None
+
+
+def _save_decoded(folder: Path, split: str, stamp: tuple, blob: bytes) -> None:
+  path = _decoded_file(folder, split)
+  tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+  try:
+    tmp.write_bytes(pickle.dumps((stamp, blob), pickle.HIGHEST_PROTOCOL))
+    os.replace(tmp, path)  # readers see the old file or the whole new one
+  except OSError as e:  # a read-only data dir: every process decodes the split itself
+    log.debug("could not keep the decoded split %s: %s", path, e)
+    tmp.unlink(missing_ok=True)
 
 
 def _remember(key: tuple, blob: bytes) -> None:
   if len(blob) > READ_CACHE_BYTES // 4:
     return
   _READ_CACHE[key] = blob
+  _READ_CACHE.move_to_end(key)
   while sum(map(len, _READ_CACHE.values())) > READ_CACHE_BYTES:
     _READ_CACHE.popitem(last=False)
