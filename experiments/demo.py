@@ -77,6 +77,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  from prefix_jax.runtime import keep_freed_memory
+  from prefix_jax.runtime import collect_less, keep_freed_memory
   keep_freed_memory()  # as `prefix_jax.main` does, before JAX starts its threads
+  collect_less()  # the imports are done
   app.run(main)

@@ -19,7 +19,7 @@ from ml_collections import config_flags
 import jax
 import numpy as np
 
-from prefix_jax import cli, metrics
+from prefix_jax import cli, metrics, runtime
 from prefix_jax.decode import DecodeConfig, generate_dataset
 from prefix_jax.decode.dataset import newline_ids, write_lines_atomic
 from prefix_jax.models import build_model
@@ -167,4 +167,5 @@ def _main_with_flags(argv=None):
 
 
 if __name__ == "__main__":
+  runtime.collect_less()  # the imports are done
   _main_with_flags()

@@ -20,7 +20,7 @@ import time
 from tqdm.auto import tqdm
 
 from prefix_jax.decode.dataset import progress_enabled, write_lines_atomic
-from prefix_jax.runtime import keep_freed_memory
+from prefix_jax.runtime import collect_less, keep_freed_memory
 from prefix_jax.serving.engine import Engine, Limits, Request, group
 from prefix_jax.serving.errors import PrefixLoadError, ServingError
 from prefix_jax.serving.loading import build_engine, parse_prefix_args
@@ -118,4 +118,5 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
   keep_freed_memory()  # before JAX starts its threads (see prefix_jax/runtime.py)
+  collect_less()  # the imports are done
   sys.exit(main())

@@ -54,4 +54,5 @@ def _main_with_flags():
 
 
 if __name__ == "__main__":
+  runtime.collect_less()  # the imports are done
   _main_with_flags()

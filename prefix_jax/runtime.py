@@ -16,6 +16,16 @@ starts its backend (arenas made by threads that already allocated keep their beh
 entry points (`prefix_jax.main`, `experiments.demo`, the benchmarks' JAX workers) call it first
 thing. Elsewhere than glibc it does nothing.
 
+`collect_less()`: Python's cyclic garbage collector, tuned for a process that traces and
+lowers JAX programs. Tracing allocates container objects by the hundred thousand, so at
+Python's default thresholds the collector runs thousands of times in a run's first steps, and
+each older-generation pass walks every object the imports made. `collect_less` moves what
+exists when it is called (the imported modules, once the entry point's imports are done) to
+the collector's permanent generation and raises the youngest generation's threshold; the
+older generations keep their defaults, so reference cycles are still freed, only in larger
+batches. The entry points call it after their imports. Measured in docs/benchmarks.md ("The
+garbage collector").
+
 `use_compilation_cache()`: JAX's persistent compilation cache in one folder
 (`paths.compilation_cache_dir`, setting `PREFIX_JAX_COMPILATION_CACHE`, `0` turns it off). A
 process that compiles a program some process compiled before (same HLO, XLA flags, jax
@@ -37,6 +47,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import importlib.metadata
 import importlib.util
 import os
@@ -93,6 +104,18 @@ def kept_memory_environment() -> dict[str, str]:
   """The same settings as glibc environment variables, for a process that does not call
   `keep_freed_memory` itself (the benchmark gives them to HF PEFT for a like-for-like run)."""
   return {env: str(value) for env, _, value in _SETTINGS}
+
+
+# The youngest generation's threshold under `collect_less` (Python's default: 700 allocations).
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def collect_less() -> None:
+  """Freezes the objects that exist now (call after the imports) out of the cyclic collector's
+  passes and raises its youngest generation's threshold to `GC_YOUNG_THRESHOLD`."""
+  gc.freeze()
+  _, older, oldest = gc.get_threshold()
+  gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 # JAX's settings for the persistent cache, besides its folder and size bound.

@@ -18,7 +18,7 @@ import sys
 
 import uvicorn
 
-from prefix_jax.runtime import keep_freed_memory
+from prefix_jax.runtime import collect_less, keep_freed_memory
 from prefix_jax.serving.api import Settings, create_app
 from prefix_jax.serving.engine import Limits, Request
 from prefix_jax.serving.errors import PrefixLoadError, ServingError
@@ -98,4 +98,5 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
   keep_freed_memory()  # before JAX starts its threads (see prefix_jax/runtime.py)
+  collect_less()  # the imports are done
   sys.exit(main())

@@ -43,6 +43,11 @@ if paths.compilation_cache_dir() is not None:
   runtime.use_compilation_cache(paths.compilation_cache_dir(), max_bytes=-1)
 
 
+def pytest_collection_finish(session):
+  del session
+  runtime.collect_less()  # as the entry points do once their imports are done
+
+
 def pytest_unconfigure(config):
   del config
   if os.environ.get(_OWNER) == str(os.getpid()):

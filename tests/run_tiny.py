@@ -98,14 +98,16 @@ def hooks_from_env(env=os.environ):
 
 
 if __name__ == "__main__":
+  from prefix_jax import runtime
   from prefix_jax.main import run
   import probe
+  import jax
+  runtime.collect_less()  # as `python -m prefix_jax.main` does after its imports
   probe.install()
   cfg_path, workdir, *rest = sys.argv[1:]
   kv = dict(x.split("=", 1) for x in rest)
   overrides = {k: json.loads(v) for k, v in kv.items()}
   summary = run(tiny_config(cfg_path, **overrides), workdir, evaluate=False,
                 hooks=hooks_from_env())
-  import jax
   print(f"processes={jax.process_count()} devices={jax.device_count()}")
   print(probe.report())

@@ -1,6 +1,10 @@
 """`keep_freed_memory`: a step's large temporary buffer reuses the last step's pages, on CPU
-backends only. The persistent compilation cache: a second process loads what a first compiled."""
+backends only. The persistent compilation cache: a second process loads what a first compiled.
+`collect_less`: the entry points freeze their imports out of the garbage collector's passes,
+and reference cycles are still freed."""
+import ast
 import ctypes.util
+import gc
 import os
 import subprocess
 import sys
@@ -159,3 +163,48 @@ def test_a_kept_cache_is_emptied_once_over_its_bound(tmp_path):
   assert runtime.clear_compilation_cache_over(folder, max_bytes=899)
   assert folder.is_dir() and not list(folder.iterdir())
   assert not runtime.clear_compilation_cache_over(tmp_path / "absent", max_bytes=0)
+
+
+COLLECT_LESS = """
+import gc, weakref
+from prefix_jax import runtime
+defaults = gc.get_threshold()
+runtime.collect_less()
+class Node:
+  pass
+a, b = Node(), Node()
+a.other, b.other = b, a  # a cycle made after the call
+freed = []
+weakref.finalize(a, freed.append, True)
+del a, b
+gc.collect()
+print(gc.get_freeze_count() > 0, gc.get_threshold()[0], gc.get_threshold()[1:] == defaults[1:],
+      freed == [True])
+"""
+
+
+def test_collect_less_freezes_what_exists_and_still_frees_cycles():
+  out = subprocess.run([sys.executable, "-c", COLLECT_LESS], capture_output=True, text=True,
+                       cwd=ROOT, check=True).stdout.split()
+  assert out == ["True", str(runtime.GC_YOUNG_THRESHOLD), "True", "True"]
+
+
+ENTRY_POINTS = ("prefix_jax/main.py", "prefix_jax/evaluate.py", "prefix_jax/generate.py",
+                "prefix_jax/serve.py", "prefix_jax/sweep/__main__.py",
+                "experiments/paper/__main__.py", "experiments/demo.py", "tests/run_tiny.py")
+
+
+@pytest.mark.parametrize("path", ENTRY_POINTS)
+def test_entry_points_collect_less_after_their_imports(path):
+  """The `if __name__ == "__main__":` block that starts the job calls `collect_less()` before
+  the job (its last statement), after every import of the module."""
+  tree = ast.parse((ROOT / path).read_text())
+  mains = [node for node in tree.body if isinstance(node, ast.If)
+           and ast.unparse(node.test) == "__name__ == '__main__'"]
+  job = mains[-1].body
+  calls = [i for i, stmt in enumerate(job) if "collect_less()" in ast.unparse(stmt)]
+  imports = [i for i, stmt in enumerate(job) if isinstance(stmt, (ast.Import, ast.ImportFrom))]
+  assert calls and calls[0] < len(job) - 1, ast.unparse(mains[-1])
+  assert all(i < calls[0] for i in imports), ast.unparse(mains[-1])
+  module_imports = [n.lineno for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+  assert all(line < mains[-1].lineno for line in module_imports)

@@ -19,6 +19,7 @@ from experiments.paper.cells import build_cells, missing_reason
 from experiments.paper.render import render
 from experiments.paper.rows import load_rows, load_run, raw_rows, save_rows, save_run
 from experiments.paper.specs import SCALES, SPECS
+from prefix_jax import runtime
 from prefix_jax.sweep.launch import LAUNCHERS, run_cells
 
 
@@ -110,4 +111,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+  runtime.collect_less()  # the imports are done
   sys.exit(main())

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from prefix_jax import runtime
 from prefix_jax.sweep.grid import SweepError, parse_grid
 from prefix_jax.sweep.launch import LAUNCHERS, run_sweep
 
@@ -47,4 +48,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+  runtime.collect_less()  # the imports are done
   sys.exit(main())
