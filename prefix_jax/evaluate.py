@@ -20,6 +20,7 @@ import jax
 import numpy as np
 
 from prefix_jax import cli, metrics, runtime
+from prefix_jax.metrics.names import config_subset
 from prefix_jax.decode import DecodeConfig, generate_dataset
 from prefix_jax.decode.dataset import newline_ids, write_lines_atomic
 from prefix_jax.models import build_model
@@ -80,6 +81,7 @@ def evaluate_workdir(config, workdir, *, prefix_file=None, split: str | None = N
   """Decodes (or, for an encoder, classifies) `split` (default: config.data.test_split) and
   writes predictions + scores."""
   workdir = Path(workdir)
+  only = config_subset(config)  # a bad name fails before decoding
   cfg, backbone, tokenizer = backbone_bundle or load_backbone(config.model, seed=config.seed)
   cfg, backbone = task_backbone(config, cfg, backbone)
   train_data.check_budget(config, cfg)
@@ -93,7 +95,7 @@ def evaluate_workdir(config, workdir, *, prefix_file=None, split: str | None = N
   else:
     preds, refs, extra = generate_split(config, model, backbone, prefix, spec, tokenizer, split,
                                         out_path, delta)
-  scores = metrics.score(config.task, preds, refs, **extra)
+  scores = metrics.score(config.task, preds, refs, only=only, **extra)
   metrics.write_scores(workdir / scores_name, scores)
   return dict(scores)
 

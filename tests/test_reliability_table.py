@@ -141,6 +141,8 @@ CASES = [
      "optim.learning_rate must be > 0"),
     ("lr-negative", "main", [TINY, "--config.optim.learning_rate=-1.0", f"--workdir={NEW}"], 2,
      "optim.learning_rate must be > 0"),
+    ("metrics-unknown", "main", [f"{TINY},metrics=bleu+blue", f"--workdir={NEW}"], 2,
+     "metrics: blue not scored for task 'e2e'"),
     ("dtype-unknown", "main", [TINY, "--config.dtype=float16", f"--workdir={NEW}"], 2,
      "dtype must be float32 or bfloat16"),
     ("remat-unknown", "main", [TINY, "--config.train.remat=some", f"--workdir={NEW}"], 2,

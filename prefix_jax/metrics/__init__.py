@@ -10,6 +10,9 @@
   'classification' accuracy                                      -
   'sst2'           accuracy (the label words as references)      -
 
+`only=` (names of the task's metrics, `names.METRICS`) scores a subset and skips the rest:
+`config.metrics` (see `names.py`).
+
 `references[i]` is the list of references of input i (one or more). Scales: BLEU 0-100; NIST and
 CIDEr unbounded; METEOR, ROUGE, TER and accuracy as fractions (TER can exceed 1). METEOR and the
 E2E suite's PTB tokenizer run Java jars that ship in the pycocoevalcap wheel, so they need `java`.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Sequence
 
+from prefix_jax.metrics.names import METRICS, check_subset
 from prefix_jax.metrics.results import Scores, read_predictions, read_references, write_scores
 
 # task -> the module of its suite (its `score`). A suite is imported when first used: nltk (NIST,
@@ -35,13 +39,15 @@ SUITES: dict[str, str] = {
 }
 
 
-def score(task: str, predictions: Sequence[str], references: Sequence[Sequence[str]],
-          **extra) -> Scores:
-  """Scores `predictions` against `references` with `task`'s metrics (see the module doc)."""
+def score(task: str, predictions: Sequence[str], references: Sequence[Sequence[str]], *,
+          only=None, **extra) -> Scores:
+  """Scores `predictions` against `references` with `task`'s metrics (see the module doc), or
+  only the names in `only`."""
   if task not in SUITES:
     raise ValueError(f"unknown task {task!r}: one of {', '.join(SUITES)}")
+  only = check_subset(task, only)
   suite = importlib.import_module(f"{__name__}.{SUITES[task]}")
-  return suite.score(predictions, references, **extra)
+  return suite.score(predictions, references, only=only, **extra)
 
 
-__all__ = ["SUITES", "Scores", "read_predictions", "read_references", "score", "write_scores"]
+__all__ = ["METRICS", "SUITES", "Scores", "read_predictions", "read_references", "score", "write_scores"]

@@ -19,7 +19,9 @@ UNAVAILABLE = {
 }
 
 
-def score(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> Scores:
-  """{'bleu', 'meteor', 'ter'}, with `unavailable` naming the metrics that cannot be computed."""
+def score(predictions: Sequence[str], references: Sequence[Sequence[str]],
+          only: frozenset[str] | None = None) -> Scores:
+  """{'bleu', 'meteor', 'ter'} (those in `only`, if given), with `unavailable` naming the
+  metrics that cannot be computed."""
   check_inputs(predictions, references)
-  return Scores(bleu_meteor_ter(predictions, references), unavailable=UNAVAILABLE)
+  return Scores(bleu_meteor_ter(predictions, references, only), unavailable=UNAVAILABLE)

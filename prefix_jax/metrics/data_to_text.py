@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from prefix_jax.metrics import bleu, meteor, ter
 
 
-def bleu_meteor_ter(predictions: Sequence[str], references: Sequence[Sequence[str]]
-                    ) -> dict[str, float]:
-  """{'bleu', 'meteor', 'ter'}; inputs are assumed checked."""
-  return {"bleu": bleu.corpus_bleu(predictions, references),
-          "meteor": meteor.corpus_meteor(predictions, references),
-          "ter": ter.corpus_ter(predictions, references)}
+def bleu_meteor_ter(predictions: Sequence[str], references: Sequence[Sequence[str]],
+                    only: frozenset[str] | None = None) -> dict[str, float]:
+  """{'bleu', 'meteor', 'ter'} (those in `only`, if given); inputs are assumed checked."""
+  scorers = {"bleu": bleu.corpus_bleu, "meteor": meteor.corpus_meteor, "ter": ter.corpus_ter}
+  return {name: fn(predictions, references) for name, fn in scorers.items()
+          if only is None or name in only}

@@ -19,6 +19,7 @@ from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 
 from prefix_jax.metrics import bleu, coco, meteor, nist, ptb
 from prefix_jax.metrics.inputs import check_inputs
+from prefix_jax.metrics.names import METRICS
 from prefix_jax.metrics.results import Scores
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
@@ -39,8 +40,10 @@ def mteval_scores(predictions: Sequence[str], references: Sequence[Sequence[str]
   return {"bleu": bleu.corpus_bleu(preds, refs, tokenize="13a"), "nist": nist_score}
 
 
-def coco_scores(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, float]:
-  """{'meteor', 'rouge_l', 'cider'} on PTB-tokenized text, as the MS-COCO evaluation runs them."""
+def coco_scores(predictions: Sequence[str], references: Sequence[Sequence[str]],
+                only: frozenset[str] | None = None) -> dict[str, float]:
+  """{'meteor', 'rouge_l', 'cider'} (those in `only`, if given) on PTB-tokenized text, as the
+  MS-COCO evaluation runs them."""
   flat_refs = [r for rs in references for r in rs]
   tokens = ptb.ptb_tokenize([*predictions, *flat_refs])
   preds, flat = tokens[:len(predictions)], tokens[len(predictions):]
@@ -48,12 +51,18 @@ def coco_scores(predictions: Sequence[str], references: Sequence[Sequence[str]])
   for rs in references:
     refs.append(flat[start:start + len(rs)])
     start += len(rs)
-  return {"meteor": meteor.corpus_meteor(preds, refs),
-          "rouge_l": coco.coco_rouge_l(preds, refs),
-          "cider": coco.coco_cider(preds, refs)}
+  scorers = {"meteor": meteor.corpus_meteor, "rouge_l": coco.coco_rouge_l,
+             "cider": coco.coco_cider}
+  return {name: fn(preds, refs) for name, fn in scorers.items() if only is None or name in only}
 
 
-def score(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> Scores:
-  """{'bleu', 'nist', 'meteor', 'rouge_l', 'cider'} of the outputs against their references."""
+def score(predictions: Sequence[str], references: Sequence[Sequence[str]],
+          only: frozenset[str] | None = None) -> Scores:
+  """{'bleu', 'nist', 'meteor', 'rouge_l', 'cider'} (those in `only`, if given) of the outputs
+  against their references; the PTB tokenizer runs only for the last three."""
   check_inputs(predictions, references)
-  return Scores({**mteval_scores(predictions, references), **coco_scores(predictions, references)})
+  want = set(METRICS["e2e"]) if only is None else only
+  out = mteval_scores(predictions, references) if want & {"bleu", "nist"} else {}
+  if want & {"meteor", "rouge_l", "cider"}:
+    out.update(coco_scores(predictions, references, only))
+  return Scores({k: v for k, v in out.items() if k in want})

@@ -18,8 +18,8 @@ _TYPES = {"rouge_1": "rouge1", "rouge_2": "rouge2", "rouge_l": "rougeL"}
 
 
 def score(predictions: Sequence[str], references: Sequence[Sequence[str]], *,
-          use_stemmer: bool = True) -> Scores:
-  """{'rouge_1', 'rouge_2', 'rouge_l'}: mean F-measures."""
+          use_stemmer: bool = True, only: frozenset[str] | None = None) -> Scores:
+  """{'rouge_1', 'rouge_2', 'rouge_l'} (those in `only`, if given): mean F-measures."""
   check_inputs(predictions, references)
   scorer = rouge_scorer.RougeScorer(list(_TYPES.values()), use_stemmer=use_stemmer)
   totals = dict.fromkeys(_TYPES, 0.0)
@@ -27,4 +27,5 @@ def score(predictions: Sequence[str], references: Sequence[Sequence[str]], *,
     result = scorer.score_multi(list(refs), pred)
     for key, rouge_type in _TYPES.items():
       totals[key] += result[rouge_type].fmeasure
-  return Scores({key: total / len(predictions) for key, total in totals.items()})
+  return Scores({key: total / len(predictions) for key, total in totals.items()
+                 if only is None or key in only})

@@ -15,8 +15,9 @@ SUBSETS = ("seen", "unseen", "all")
 
 
 def score(predictions: Sequence[str], references: Sequence[Sequence[str]], *,
-          seen: Sequence[bool]) -> Scores:
-  """Keys '<metric>_<subset>' for metric in bleu, meteor, ter and subset in seen, unseen, all.
+          seen: Sequence[bool], only: frozenset[str] | None = None) -> Scores:
+  """Keys '<metric>_<subset>' for metric in bleu, meteor, ter (those in `only`, if given) and
+  subset in seen, unseen, all.
 
   `seen[i]` tells whether input i belongs to a category seen in training. The keys of a subset
   with no input are left out (e.g. the dev set has only seen categories).
@@ -34,6 +35,6 @@ def score(predictions: Sequence[str], references: Sequence[Sequence[str]], *,
     idx = members[subset]
     if not idx:
       continue
-    values = bleu_meteor_ter([predictions[i] for i in idx], [references[i] for i in idx])
+    values = bleu_meteor_ter([predictions[i] for i in idx], [references[i] for i in idx], only)
     scores.update({f"{name}_{subset}": value for name, value in values.items()})
   return scores

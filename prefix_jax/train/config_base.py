@@ -42,6 +42,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.dtype = "float32"
   c.seed = 0
   c.task = "e2e"
+  c.metrics = ""  # the task's metrics to score: '' all, or e.g. 'bleu+nist' (metrics/names.py)
   c.prefix = ml_collections.ConfigDict(dict(
       method="kv", length=5, reparam="mlp", mlp_hidden=512, init="random",
       init_text="table-to-text:", init_std=0.02, placement="prefix", num_tasks=0))

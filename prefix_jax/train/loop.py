@@ -24,6 +24,7 @@ import numpy as np
 
 from prefix_jax import methods
 from prefix_jax.errors import ConfigError, TrainingDiverged
+from prefix_jax.metrics.names import config_subset
 from prefix_jax.models import build_model
 from prefix_jax.models.remat import check_remat
 from prefix_jax.prefixes import PrefixSpec
@@ -73,6 +74,7 @@ def validate_config(config) -> None:
     raise ConfigError(f"optim.learning_rate must be > 0, got {config.optim.learning_rate}")
   if config.dtype not in ("float32", "bfloat16"):
     raise ConfigError(f"dtype must be float32 or bfloat16, got {config.dtype!r}")
+  config_subset(config)  # a metric the task's suite lacks fails before training
   try:
     check_remat(t.remat)
   except ValueError as e:
