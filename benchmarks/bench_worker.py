@@ -30,10 +30,11 @@ KINDS = {  # kind -> (module, class); modules are imported only when a job of th
 def _import_engine(engine: str) -> None:
   # Imported up front so that workers started together pay their import time together.
   if engine == "jax":
-    from prefix_jax.runtime import keep_freed_memory
+    from prefix_jax.runtime import collect_less, keep_freed_memory
     keep_freed_memory()  # as `prefix_jax.main` does, before JAX starts its threads
     import jax  # noqa: F401
     import flax.linen  # noqa: F401
+    collect_less()  # as `prefix_jax.main` does after its imports
   elif engine == "torch":  # peft (slow to import) only where a PEFT job needs it
     import torch  # noqa: F401
     import transformers  # noqa: F401
