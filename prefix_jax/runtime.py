@@ -23,8 +23,8 @@ each older-generation pass walks every object the imports made. `collect_less` m
 exists when it is called (the imported modules, once the entry point's imports are done) to
 the collector's permanent generation and raises the youngest generation's threshold; the
 older generations keep their defaults, so reference cycles are still freed, only in larger
-batches. The entry points call it after their imports. Measured in docs/benchmarks.md ("The
-garbage collector").
+batches. The entry points call it after their imports. Measured in docs/benchmarks.md ("Where
+the suite's CPU goes, and less of it per process").
 
 `use_compilation_cache()`: JAX's persistent compilation cache in one folder
 (`paths.compilation_cache_dir`, setting `PREFIX_JAX_COMPILATION_CACHE`, `0` turns it off). A

@@ -50,4 +50,5 @@ def score(task: str, predictions: Sequence[str], references: Sequence[Sequence[s
   return suite.score(predictions, references, only=only, **extra)
 
 
-__all__ = ["METRICS", "SUITES", "Scores", "read_predictions", "read_references", "score", "write_scores"]
+__all__ = ["METRICS", "SUITES", "Scores", "read_predictions", "read_references", "score",
+           "write_scores"]
