@@ -14,11 +14,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from prefix_jax.metrics import bleu, meteor, ter
+from prefix_jax.metrics.names import chosen
 
 
 def bleu_meteor_ter(predictions: Sequence[str], references: Sequence[Sequence[str]],
                     only: frozenset[str] | None = None) -> dict[str, float]:
   """{'bleu', 'meteor', 'ter'} (those in `only`, if given); inputs are assumed checked."""
   scorers = {"bleu": bleu.corpus_bleu, "meteor": meteor.corpus_meteor, "ter": ter.corpus_ter}
-  return {name: fn(predictions, references) for name, fn in scorers.items()
-          if only is None or name in only}
+  return {name: fn(predictions, references) for name, fn in chosen(scorers, only).items()}

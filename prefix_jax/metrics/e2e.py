@@ -19,7 +19,7 @@ from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 
 from prefix_jax.metrics import bleu, coco, meteor, nist, ptb
 from prefix_jax.metrics.inputs import check_inputs
-from prefix_jax.metrics.names import METRICS
+from prefix_jax.metrics.names import METRICS, chosen
 from prefix_jax.metrics.results import Scores
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
@@ -53,7 +53,7 @@ def coco_scores(predictions: Sequence[str], references: Sequence[Sequence[str]],
     start += len(rs)
   scorers = {"meteor": meteor.corpus_meteor, "rouge_l": coco.coco_rouge_l,
              "cider": coco.coco_cider}
-  return {name: fn(preds, refs) for name, fn in scorers.items() if only is None or name in only}
+  return {name: fn(preds, refs) for name, fn in chosen(scorers, only).items()}
 
 
 def score(predictions: Sequence[str], references: Sequence[Sequence[str]],
@@ -61,8 +61,8 @@ def score(predictions: Sequence[str], references: Sequence[Sequence[str]],
   """{'bleu', 'nist', 'meteor', 'rouge_l', 'cider'} (those in `only`, if given) of the outputs
   against their references; the PTB tokenizer runs only for the last three."""
   check_inputs(predictions, references)
-  want = set(METRICS["e2e"]) if only is None else only
+  want = set(METRICS["e2e"] if only is None else only)
   out = mteval_scores(predictions, references) if want & {"bleu", "nist"} else {}
   if want & {"meteor", "rouge_l", "cider"}:
     out.update(coco_scores(predictions, references, only))
-  return Scores({k: v for k, v in out.items() if k in want})
+  return Scores(chosen(out, only))

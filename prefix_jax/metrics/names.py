@@ -36,6 +36,12 @@ def check_subset(task: str, names) -> frozenset[str] | None:
   return names
 
 
+def chosen(named: dict, only: frozenset[str] | None) -> dict:
+  """The entries of `named` (scores, or the functions computing them) whose names `only` holds
+  (None: all): what a suite computes or keeps under a subset."""
+  return {name: value for name, value in named.items() if only is None or name in only}
+
+
 def config_subset(config) -> frozenset[str] | None:
   """The metrics `config.metrics` asks for (None: all of the task's), checked."""
   text = str(config.get("metrics", "") or "").strip()

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from rouge_score import rouge_scorer
 
 from prefix_jax.metrics.inputs import check_inputs
+from prefix_jax.metrics.names import chosen
 from prefix_jax.metrics.results import Scores
 
 _TYPES = {"rouge_1": "rouge1", "rouge_2": "rouge2", "rouge_l": "rougeL"}
@@ -27,5 +28,4 @@ def score(predictions: Sequence[str], references: Sequence[Sequence[str]], *,
     result = scorer.score_multi(list(refs), pred)
     for key, rouge_type in _TYPES.items():
       totals[key] += result[rouge_type].fmeasure
-  return Scores({key: total / len(predictions) for key, total in totals.items()
-                 if only is None or key in only})
+  return Scores({key: total / len(predictions) for key, total in chosen(totals, only).items()})
