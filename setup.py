@@ -9,6 +9,10 @@ INSTALL_REQUIRES = [
     "ml-collections>=1.0",
     "absl-py>=2.1",
     "numpy>=1.26",
+    # ml_dtypes 0.7 registers its NumPy ufunc loops one by one through a search that grows with
+    # every loop registered: its import costs more CPU than the rest of `import jax`, in every
+    # process (docs/benchmarks.md, "Start-up of every process").
+    "ml-dtypes>=0.5,<0.7",
     "safetensors>=0.4",
     "tokenizers>=0.20",
     "gguf>=0.10",
