@@ -10,6 +10,25 @@ from pathlib import Path
 import tqdm
 
 
+def summary_writer_class():
+  """tensorboardX's `SummaryWriter`, imported without torch where torch is not imported yet.
+
+  tensorboardX imports torch wherever it is installed (the test extras install it), only to
+  accept torch tensors, which this package never logs; that import costs more CPU than all
+  of a run's other imports. While tensorboardX is imported, `import torch` fails with the
+  ImportError that tensorboardX expects from an interpreter without torch."""
+  if "torch" in sys.modules:
+    from tensorboardX import SummaryWriter
+    return SummaryWriter
+  sys.modules["torch"] = None
+  try:
+    from tensorboardX import SummaryWriter
+  finally:
+    if sys.modules.get("torch", False) is None:
+      del sys.modules["torch"]
+  return SummaryWriter
+
+
 def interactive() -> bool:
   return sys.stderr.isatty() and not os.environ.get("CI")
 
@@ -26,8 +45,7 @@ class MetricLogger:
     self.jsonl = open(self.workdir / "metrics.jsonl", "a") if enabled else None
     self.tb = None
     if enabled:
-      from tensorboardX import SummaryWriter
-      self.tb = SummaryWriter(str(self.workdir / "tensorboard"))
+      self.tb = summary_writer_class()(str(self.workdir / "tensorboard"))
     self.bar = tqdm.tqdm(total=total_steps, initial=initial_step, disable=not (
         enabled and interactive()), dynamic_ncols=True, unit="step")
     self.t0 = time.time() - elapsed
