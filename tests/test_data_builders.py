@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from prefix_jax.data import datasets
+from prefix_jax.data import datasets, tasks
 from prefix_jax.data.sources import DataUnavailableError, SplitUnavailableError
 from prefix_jax.data.tasks import TaskOptions, load_task
 
@@ -142,6 +142,34 @@ def test_a_split_is_read_once_per_process_into_fresh_records(data_dir, monkeypat
   os.utime(info, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # prepared again: read again
   again = datasets.read_split("webnlg", "test", data_dir)
   assert again == second and len(reads) == before + 1
+
+
+def test_a_task_split_is_converted_once_per_process_into_lists_of_its_own(data_dir, monkeypatch):
+  """load_task converts a split once per process and way of converting it (options, split
+  scheme, training or evaluation); each caller gets its own list; a dataset prepared again is
+  converted again."""
+  calls = []
+  real = tasks._to_examples
+  monkeypatch.setattr(tasks, "_to_examples", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+  monkeypatch.setattr(tasks, "_EXAMPLES", collections.OrderedDict())
+
+  def train(**kw):
+    return load_task("webnlg", train_split="test", eval_split=None, data_dir=data_dir, **kw)[0]
+
+  first, second = train(), train()
+  assert first == second and first is not second and len(calls) == 1
+  first.clear()
+  assert train() == second and len(calls) == 1
+  lowered = train(options=TaskOptions(webnlg_lowercase_predicate=True))
+  assert lowered != second and len(lowered) == len(second) and len(calls) == 2
+  seen = train(split_scheme="seen_to_unseen")  # training keeps the seen categories
+  assert 0 < len(seen) < len(second) and len(calls) == 3
+  evals = load_task("webnlg", train_split=None, eval_split="test", data_dir=data_dir)[1]
+  assert len(evals) < len(second) and len(calls) == 4  # one record per input
+  info = Path(datasets.prepare("webnlg", data_dir).data_dir) / "dataset_info.json"
+  st = info.stat()
+  os.utime(info, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # prepared again
+  assert train() == second and len(calls) == 5
 
 
 def test_another_process_reads_the_decoded_split_and_a_bad_file_is_decoded_again(

@@ -107,9 +107,9 @@ def _unstack(record: dict) -> dict:
   return out
 
 
-def read_split(name: str, split: str, data_dir=None, scheme: str = "standard") -> list[dict]:
-  """All examples of one split (of the `scheme` config, where the dataset has them) as
-  python dicts (str, int, bool, lists), in file order.
+def split_key(name: str, split: str, data_dir=None, scheme: str = "standard") -> tuple:
+  """(TFDS name, split, prepared folder, stamp of its preparation): what a split's records
+  are read from; a dataset prepared again gets another key.
 
   Raises `SplitUnavailableError` naming the missing raw file when the split was not prepared.
   """
@@ -119,7 +119,17 @@ def read_split(name: str, split: str, data_dir=None, scheme: str = "standard") -
     raise SplitUnavailableError(
         why or f"{name} has no split {split!r}; available: {sorted(builder.info.splits)}")
   folder = Path(builder.data_dir)
-  key = (_tfds_name(name, scheme), split, str(folder), _stamp(folder))
+  return (_tfds_name(name, scheme), split, str(folder), _stamp(folder))
+
+
+def read_split(name: str, split: str, data_dir=None, scheme: str = "standard") -> list[dict]:
+  """All examples of one split (of the `scheme` config, where the dataset has them) as
+  python dicts (str, int, bool, lists), in file order.
+
+  Raises `SplitUnavailableError` naming the missing raw file when the split was not prepared.
+  """
+  key = split_key(name, split, data_dir, scheme)
+  folder = Path(key[2])
   blob = _READ_CACHE.get(key) or _load_decoded(folder, split, key[-1])
   if blob is None:
     source = tfds.data_source(_tfds_name(name, scheme), split=split,

@@ -6,6 +6,7 @@ on test (here the E2E train file is absent). The linearization follows the paper
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 
@@ -157,11 +158,27 @@ def load_task(name: str, *, train_split: str | None = "default",
   eval_split = d_eval if eval_split == "default" else eval_split
   train = evals = None
   if train_split is not None:
-    train = _to_examples(name, _read(name, train_split, data_dir, split_scheme, False),
-                         train_split, options, task_id, for_eval=False)
+    train = _examples(name, train_split, data_dir, split_scheme, options, task_id, False)
     if lowdata is not None:
       train = lowdata_subset(train, *lowdata)
   if eval_split is not None:
-    evals = _to_examples(name, _read(name, eval_split, data_dir, split_scheme, True),
-                         eval_split, options, task_id, for_eval=True)
+    evals = _examples(name, eval_split, data_dir, split_scheme, options, task_id, True)
   return train, evals
+
+
+# Examples made in this process, by the prepared split they came from and how: a process that
+# runs many short runs (the inline sweep launcher, the tests) converts each split once. The
+# examples are frozen; each caller gets its own list.
+_EXAMPLES: collections.OrderedDict[tuple, tuple] = collections.OrderedDict()
+EXAMPLES_CACHED = 16
+
+
+def _examples(name, split, data_dir, scheme, options, task_id, for_eval) -> list:
+  key = (datasets.split_key(name, split, data_dir, scheme), scheme, options, task_id, for_eval)
+  if key not in _EXAMPLES:
+    _EXAMPLES[key] = tuple(_to_examples(name, _read(name, split, data_dir, scheme, for_eval),
+                                        split, options, task_id, for_eval))
+    while len(_EXAMPLES) > EXAMPLES_CACHED:
+      _EXAMPLES.popitem(last=False)
+  _EXAMPLES.move_to_end(key)
+  return list(_EXAMPLES[key])
