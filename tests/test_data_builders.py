@@ -151,7 +151,7 @@ def test_a_task_split_is_converted_once_per_process_into_lists_of_its_own(data_d
   calls = []
   real = tasks._to_examples
   monkeypatch.setattr(tasks, "_to_examples", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
-  monkeypatch.setattr(tasks, "_EXAMPLES", collections.OrderedDict())
+  tasks._converted.cache_clear()
 
   def train(**kw):
     return load_task("webnlg", train_split="test", eval_split=None, data_dir=data_dir, **kw)[0]

@@ -6,8 +6,8 @@ on test (here the E2E train file is absent). The linearization follows the paper
 """
 from __future__ import annotations
 
-import collections
 import dataclasses
+import functools
 import logging
 
 from prefix_jax.errors import UserError
@@ -166,19 +166,17 @@ def load_task(name: str, *, train_split: str | None = "default",
   return train, evals
 
 
-# Examples made in this process, by the prepared split they came from and how: a process that
-# runs many short runs (the inline sweep launcher, the tests) converts each split once. The
-# examples are frozen; each caller gets its own list.
-_EXAMPLES: collections.OrderedDict[tuple, tuple] = collections.OrderedDict()
-EXAMPLES_CACHED = 16
-
-
 def _examples(name, split, data_dir, scheme, options, task_id, for_eval) -> list:
-  key = (datasets.split_key(name, split, data_dir, scheme), scheme, options, task_id, for_eval)
-  if key not in _EXAMPLES:
-    _EXAMPLES[key] = tuple(_to_examples(name, _read(name, split, data_dir, scheme, for_eval),
-                                        split, options, task_id, for_eval))
-    while len(_EXAMPLES) > EXAMPLES_CACHED:
-      _EXAMPLES.popitem(last=False)
-  _EXAMPLES.move_to_end(key)
-  return list(_EXAMPLES[key])
+  """The split's examples, converted once per process for each prepared split (its
+  `datasets.split_key`: a dataset prepared again is converted again) and way of converting it:
+  a process that runs many short runs (the inline sweep launcher, the tests) converts each
+  split once. The examples are frozen; each caller gets its own list."""
+  key = datasets.split_key(name, split, data_dir, scheme)
+  return list(_converted(key, name, split, data_dir, scheme, options, task_id, for_eval))
+
+
+@functools.lru_cache(maxsize=16)
+def _converted(key, name, split, data_dir, scheme, options, task_id, for_eval) -> tuple:
+  del key  # in the cache's key only
+  return tuple(_to_examples(name, _read(name, split, data_dir, scheme, for_eval), split, options,
+                            task_id, for_eval))
