@@ -42,7 +42,7 @@ def main(argv):
   compiles = runtime.CompileCounter()
   with one_line_errors():
     bundle = load_backbone(config.model, seed=config.seed)
-    summary = train_and_evaluate(config, workdir)
+    summary = train_and_evaluate(config, workdir, backbone_bundle=bundle)
     if summary["status"] != "completed":
       print(f"run {summary['status']} at step {summary['step']}; rerun to resume")
       return

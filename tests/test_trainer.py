@@ -95,6 +95,22 @@ def _abstract_state(wd, cfg):
                     opt)
 
 
+def test_a_given_backbone_bundle_is_trained_on_without_loading_again(uninterrupted, tmp_path,
+                                                                    monkeypatch):
+  """`make demo` loads SmolLM2 once for training and both evaluations: the trainer uses the
+  bundle it is given (loading is refused here) and trains exactly as when it loads."""
+  full_wd, _ = uninterrupted
+  bundle = load_backbone("tiny-llama", seed=0)
+  import prefix_jax.train.loop as loop_module
+  def refuse(*args, **kwargs):
+    raise AssertionError("the backbone was loaded again")
+  monkeypatch.setattr(loop_module, "load_backbone", refuse)
+  config = tiny_config(E2E, "method=prefix", **{"train.num_steps": 6})
+  summary = train_and_evaluate(config, tmp_path / "bundle", backbone_bundle=bundle)
+  assert summary["status"] == "completed" and summary["step"] == 6
+  assert_trees_close(_prefix_arrays(full_wd), _prefix_arrays(tmp_path / "bundle"))
+
+
 def test_sigkill_then_resume_is_bitwise_equal_to_uninterrupted(uninterrupted, tmp_path):
   full_wd, _ = uninterrupted
   wd = tmp_path / "killed"

@@ -126,8 +126,13 @@ class _Run:
   prepared: Any  # method_run.Prepared: initial trained tree, frozen rest, loss
 
 
-def train_and_evaluate(config, workdir, hooks: Hooks | None = None) -> dict:
+def train_and_evaluate(config, workdir, hooks: Hooks | None = None, *,
+                       backbone_bundle=None) -> dict:
   """Trains (resuming from the latest checkpoint in workdir) and returns a summary dict.
+
+  `backbone_bundle`: `load_backbone(config.model, seed=config.seed)`'s result when the caller
+  holds it already (as `evaluate_workdir` takes it), so the weights are read once; default:
+  loaded here.
 
   summary['status']: 'completed', 'preempted' (SIGTERM) or 'interrupted' (SIGINT); a stopped
   run has saved its current step. Raises a `UserError` subclass on bad input and
@@ -137,7 +142,7 @@ def train_and_evaluate(config, workdir, hooks: Hooks | None = None) -> dict:
   stop = preemption.install()
   try:
     hooks.on_phase("set-up")
-    run = _set_up(config, Path(workdir))
+    run = _set_up(config, Path(workdir), backbone_bundle)
     hooks.on_phase("restore")
     ckpt = Checkpointer(run.workdir, keep=config.train.keep_checkpoints)
     try:
@@ -155,13 +160,14 @@ def train_and_evaluate(config, workdir, hooks: Hooks | None = None) -> dict:
 
 # --- set-up -------------------------------------------------------------------------------
 
-def _set_up(config, workdir: Path) -> _Run:
+def _set_up(config, workdir: Path, backbone_bundle=None) -> _Run:
   """Checks the config and the workdir, loads the backbone, builds data and optimizer.
   Writes nothing but run.json (and the workdir itself) to disk."""
   validate_config(config)
   maybe_initialize_distributed(config)
   is_main = jax.process_index() == 0
-  cfg, backbone, tokenizer = load_backbone(config.model, seed=config.seed, dtype="float32")
+  cfg, backbone, tokenizer = backbone_bundle or load_backbone(config.model, seed=config.seed,
+                                                              dtype="float32")
   cfg, backbone = task_backbone(config, cfg, backbone)  # an encoder gets its task's head
   dtype = jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32
   model = build_model(cfg, dtype, remat=config.train.remat)
