@@ -1,4 +1,4 @@
-"""`make demo`: prefix-tune SmolLM2-135M on E2E data-to-text for 120 steps on CPU, with BLEU
+"""`make demo`: prefix-tune SmolLM2-135M on E2E data-to-text for 100 steps on CPU, with BLEU
 and ROUGE-L on held-out test MRs before and after (docs/benchmarks.md: what its minutes buy)."""
 from prefix_jax.train.config_base import apply_arg, base_config
 
@@ -15,11 +15,11 @@ def get_config(arg=None):
   c.optim.learning_rate = 1e-2     # few steps: a larger step than the paper's 8e-5
   c.optim.warmup_steps = 10
   c.train.batch_size = 4
-  c.train.num_steps = 120
+  c.train.num_steps = 100
   c.train.num_epochs = 0
   c.train.log_every = 25
-  c.train.eval_every = 60
-  c.train.checkpoint_every = 60
+  c.train.eval_every = 50
+  c.train.checkpoint_every = 50
   c.data.train_split = "validation"
   c.data.eval_split = "test"
   c.data.test_split = "test"
