@@ -1,4 +1,4 @@
-"""`make demo`: prefix-tune SmolLM2-135M on E2E for a few hundred CPU steps; BLEU before/after.
+"""`make demo`: prefix-tune SmolLM2-135M on E2E for 100 CPU steps; BLEU before/after.
 
 python -m experiments.demo [--workdir=runs/demo] [--config=configs/demo.py[:arg]]
 

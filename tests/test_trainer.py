@@ -17,6 +17,7 @@ from prefix_jax.models import build_model
 from prefix_jax.prefixes import materialize
 from prefix_jax.train.backbone import load_backbone
 from prefix_jax.train.checkpoint import WorkdirError
+from prefix_jax.train import loop as loop_module
 from prefix_jax.train.export import PrefixFileError, load_prefix
 from prefix_jax.train.loop import ConfigError, Hooks, TrainingDiverged, train_and_evaluate
 import probe
@@ -101,7 +102,6 @@ def test_a_given_backbone_bundle_is_trained_on_without_loading_again(uninterrupt
   bundle it is given (loading is refused here) and trains exactly as when it loads."""
   full_wd, _ = uninterrupted
   bundle = load_backbone("tiny-llama", seed=0)
-  import prefix_jax.train.loop as loop_module
   def refuse(*args, **kwargs):
     raise AssertionError("the backbone was loaded again")
   monkeypatch.setattr(loop_module, "load_backbone", refuse)
